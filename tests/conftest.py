@@ -1,0 +1,78 @@
+"""Shared pytest fixtures: a free TCP port, the real Speech Commands clips, a small copy of them.
+
+Other test modules append their own fixtures below; keep additions self-contained.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # let tests import the project's top-level modules
+    sys.path.insert(0, str(REPO_ROOT))
+
+#: Where the clips may be, in order: $KWS_DATA_DIR, the shared folder next to the
+#: checkout (CI clones the repo beside ``shared/``), then the course download.
+DATA_DIR_CANDIDATES = (
+    Path(__file__).resolve().parents[2] / "shared/data/speech_commands",
+    REPO_ROOT / "data/mini_speech_commands",
+)
+
+
+def find_free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def free_port() -> int:
+    return find_free_port()
+
+
+def locate_data_dir() -> Path | None:
+    """The first Speech Commands folder that exists, or None."""
+    configured = os.environ.get("KWS_DATA_DIR")
+    candidates = (Path(configured),) if configured else DATA_DIR_CANDIDATES
+    return next((path for path in candidates if path.is_dir() and any(path.glob("*/*.wav"))), None)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real clips; the test is skipped (with the reason) when there are none."""
+    found = locate_data_dir()
+    if found is None:
+        where = os.environ.get("KWS_DATA_DIR") or ", ".join(map(str, DATA_DIR_CANDIDATES))
+        pytest.skip(f"no Speech Commands clips at {where}; set KWS_DATA_DIR or run 'python dataset.py download'")
+    return found
+
+
+def copy_small_dataset(source: Path, target: Path, clips_per_label: int, split: str = "all") -> Path:
+    """Copy the first ``clips_per_label`` clips of each label of one split into ``target``."""
+    from dataset import DEFAULT_LABELS, select_clips
+
+    chosen: dict[str, int] = {}
+    for clip in select_clips(source, split, DEFAULT_LABELS):
+        if chosen.get(clip.label, 0) >= clips_per_label:
+            continue
+        chosen[clip.label] = chosen.get(clip.label, 0) + 1
+        destination = target / clip.key
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(clip.path, destination)
+    return target
+
+
+@pytest.fixture(scope="session")
+def small_dataset(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 clips per label from each of the train, validation and test splits, copied once per session."""
+    target = tmp_path_factory.mktemp("small_speech_commands")
+    for split in ("train", "validation", "test"):
+        copy_small_dataset(data_dir, target, clips_per_label=3, split=split)
+    return target
