@@ -152,6 +152,22 @@ def select_clips(data_dir: Path | str, split: str = "all", labels: Sequence[str]
     return chosen
 
 
+def sample_clips(clips: Sequence[Clip], per_label: int) -> list[Clip]:
+    """Up to ``per_label`` clips of each label, spread evenly over its sorted clips.
+
+    For smoke checks and benchmarks that want a few real, varied clips and the
+    same ones on every run (a plain prefix would be one or two speakers).
+    """
+    by_label: dict[str, list[Clip]] = {}
+    for clip in clips:
+        by_label.setdefault(clip.label, []).append(clip)
+    chosen = []
+    for members in by_label.values():
+        step = max(1, len(members) // per_label)
+        chosen.extend(members[::step][:per_label])
+    return chosen
+
+
 def decode_wav(data: bytes | Path | str, name: str = "clip") -> np.ndarray:
     """16-bit mono 16 kHz WAV to int16 samples, zero-padded or trimmed to 1 s.
 
@@ -270,13 +286,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("download", help="download and extract mini_speech_commands.zip")
     fetch.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where the label folders go (default: %(default)s)")
+    fetch.add_argument("--url", default=MINI_SPEECH_COMMANDS_URL, help="archive to fetch, e.g. a local mirror (default: %(default)s)")
     summary = commands.add_parser("summary", help="count clips per label in each speaker-disjoint split")
     summary.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="dataset folder (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "download":
-            print(f"clips are in {download(args.data_dir)}")
+            print(f"clips are in {download(args.data_dir, args.url)}")
         else:
             counts = summarise(args.data_dir)
             print(f"{'label':<8}" + "".join(f"{name:>12}" for name in counts))
