@@ -76,3 +76,11 @@ def small_dataset(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     for split in ("train", "validation", "test"):
         copy_small_dataset(data_dir, target, clips_per_label=3, split=split)
     return target
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "tflite_runtime: runs the shipped models under tflite-runtime 2.14 in .venv-tflite214 "
+        "(skipped when that venv is missing; make it with python bench/check_tflite_runtime.py)",
+    )

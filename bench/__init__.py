@@ -1,0 +1,1 @@
+"""Benchmarks and compatibility checks; run each as ``python bench/<script>.py --help``."""
