@@ -134,6 +134,20 @@ def decode_data(text: str) -> bytes:
         raise SenMLError(f"data value is not base64 ({error})") from error
 
 
+def data_record(base_name: str, name: str, data: bytes, base_time: float | None = None) -> dict[str, Any]:
+    """The first record of a pack that carries bytes: base name, base time, name and ``vd``.
+
+    ``base_time`` defaults to now; it is rounded to the millisecond, which is all
+    a receiver needs and keeps the JSON short.
+    """
+    return {
+        "bn": base_name,
+        "bt": round(time.time() if base_time is None else base_time, 3),
+        "n": name,
+        "vd": encode_data(data),
+    }
+
+
 # --------------------------------------------------------------------------- #
 # Validation and resolution
 # --------------------------------------------------------------------------- #
@@ -196,7 +210,9 @@ def resolve(pack: Any, now: float | None = None) -> list[dict[str, Any]]:
             if label in record:
                 base[label] = record[label]
         if base["bver"] > SUPPORTED_VERSION:
-            raise SenMLError(f"{where}: bver {base['bver']} is newer than the supported SenML version {SUPPORTED_VERSION}")
+            raise SenMLError(
+                f"{where}: bver {base['bver']} is newer than the supported SenML version {SUPPORTED_VERSION}"
+            )
         _check_value_fields(record, where)
         resolved.append(_resolve_record(record, base, now, where))
     resolved.sort(key=lambda record: record["t"])  # stable: equal times keep their order
@@ -252,9 +268,7 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def loads(payload: bytes | str, now: float | None = None) -> list[dict[str, Any]]:
     """Parse SenML JSON text (UTF-8 bytes or str) and :func:`resolve` it."""
     try:
-        pack = json.loads(
-            payload, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates
-        )
+        pack = json.loads(payload, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates)
     except UnicodeDecodeError as error:
         raise SenMLError(f"SenML JSON must be UTF-8 ({error.reason} at byte {error.start})") from error
     except json.JSONDecodeError as error:

@@ -84,3 +84,15 @@ def pytest_configure(config: pytest.Config) -> None:
         "tflite_runtime: runs the shipped models under tflite-runtime 2.14 in .venv-tflite214 "
         "(skipped when that venv is missing; make it with python bench/check_tflite_runtime.py)",
     )
+
+
+#: The shipped models; $KWS_MODELS_DIR points the REST tests at another folder of them.
+MODELS_DIR = Path(os.environ.get("KWS_MODELS_DIR", REPO_ROOT / "models"))
+
+
+def shipped_model(name: str) -> Path:
+    """``models/<name>`` (a stem for kws_model.load_model); the test is skipped while it is missing."""
+    stem = MODELS_DIR / name
+    if not stem.with_suffix(".json").is_file():
+        pytest.skip(f"{stem}.json is missing: train the models first (python train.py) or set KWS_MODELS_DIR")
+    return stem

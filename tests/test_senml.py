@@ -43,7 +43,11 @@ def test_rfc_resolution_example() -> None:
     assert [record["t"] for record in records] == sorted(record["t"] for record in records)
     voltage = next(record for record in records if record["n"].endswith("voltage"))
     assert voltage == {
-        "n": "urn:dev:ow:10e2073a0108006:voltage", "u": "V", "v": 120.1, "t": 1.276020076001e09, "bver": 5,
+        "n": "urn:dev:ow:10e2073a0108006:voltage",
+        "u": "V",
+        "v": 120.1,
+        "t": 1.276020076001e09,
+        "bver": 5,
     }
     currents = [record for record in records if record["n"] == "urn:dev:ow:10e2073a0108006:current"]
     assert [record["v"] for record in currents] == [1.2, 1.3, 1.4, 1.5, 1.6, 1.7]
@@ -77,7 +81,12 @@ def test_later_base_fields_override_earlier_ones() -> None:
 def test_every_value_type_passes_through() -> None:
     pack = [{"n": "s", "vs": "text"}, {"n": "b", "vb": False}, {"n": "d", "vd": "AAE"}, {"n": "u", "v": 0, "ut": 5}]
     values = [{k: v for k, v in record.items() if k != "t"} for record in senml.resolve(pack, now=NOW)]
-    assert values == [{"n": "s", "vs": "text"}, {"n": "b", "vb": False}, {"n": "d", "vd": "AAE"}, {"n": "u", "v": 0, "ut": 5}]
+    assert values == [
+        {"n": "s", "vs": "text"},
+        {"n": "b", "vb": False},
+        {"n": "d", "vd": "AAE"},
+        {"n": "u", "v": 0, "ut": 5},
+    ]
 
 
 def test_unknown_fields_are_ignored() -> None:
@@ -172,8 +181,21 @@ def test_sum_alone_is_allowed() -> None:
 
 
 WRONG_TYPES = {
-    "bn": 1, "bt": "0", "bu": 1, "bv": "1", "bs": True, "bver": 10.5,
-    "n": 1, "u": 1, "v": "1", "vs": 1, "vb": "true", "vd": 1, "s": None, "t": "now", "ut": [1],
+    "bn": 1,
+    "bt": "0",
+    "bu": 1,
+    "bv": "1",
+    "bs": True,
+    "bver": 10.5,
+    "n": 1,
+    "u": 1,
+    "v": "1",
+    "vs": 1,
+    "vb": "true",
+    "vd": 1,
+    "s": None,
+    "t": "now",
+    "ut": [1],
 }
 
 
@@ -194,7 +216,9 @@ def test_booleans_are_not_numbers() -> None:
         senml.resolve([{"n": "a", "v": True}])
 
 
-@pytest.mark.parametrize("payload", [b"[", b'[{"n":"a","v":1},]', b"", b'[{"n":"a","v":NaN}]', b'[{"n":"a","v":Infinity}]'])
+@pytest.mark.parametrize(
+    "payload", [b"[", b'[{"n":"a","v":1},]', b"", b'[{"n":"a","v":NaN}]', b'[{"n":"a","v":Infinity}]']
+)
 def test_malformed_json_is_rejected(payload: bytes) -> None:
     with pytest.raises(SenMLError, match="malformed JSON|not a JSON number"):
         senml.loads(payload)
@@ -219,3 +243,9 @@ def test_senml_error_is_a_value_error() -> None:
     assert issubclass(SenMLError, ValueError)
     with pytest.raises(ValueError):
         senml.loads(json.dumps({"not": "a pack"}))
+
+
+def test_data_record_heads_a_pack_with_bytes() -> None:
+    record = senml.data_record("urn:dev:kws:pi:", "audio", b"\x01\x02", base_time=1_700_000_000.12345)
+    assert record == {"bn": "urn:dev:kws:pi:", "bt": 1_700_000_000.123, "n": "audio", "vd": "AQI"}
+    assert senml.resolve([record], now=NOW)[0]["n"] == "urn:dev:kws:pi:audio"
