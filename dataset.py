@@ -78,7 +78,9 @@ def speaker_of(filename: str) -> str:
     return re.sub(r"_nohash_.*$", "", Path(filename).name)
 
 
-def partition_of(speaker: str, validation_percent: float = VALIDATION_PERCENT, test_percent: float = TEST_PERCENT) -> str:
+def partition_of(
+    speaker: str, validation_percent: float = VALIDATION_PERCENT, test_percent: float = TEST_PERCENT
+) -> str:
     """Which split a speaker belongs to, by Speech Commands' own hashing scheme.
 
     The scheme is ``which_set`` from Speech Commands (SHA-1 of the speaker id, taken
@@ -104,11 +106,7 @@ def list_clips(data_dir: Path | str, labels: Sequence[str] = DEFAULT_LABELS) -> 
         raise DatasetError(
             f"data directory {root} does not exist: pass --data-dir, or run 'python dataset.py download'"
         )
-    clips = [
-        Clip(path, label)
-        for label in labels
-        for path in sorted((root / label).glob("*.wav"))
-    ]
+    clips = [Clip(path, label) for label in labels for path in sorted((root / label).glob("*.wav"))]
     if not clips:
         raise DatasetError(f"no <label>/*.wav clips for labels {list(labels)} under {root}")
     return clips
@@ -256,9 +254,7 @@ def extract_archive(archive: Path, data_dir: Path) -> None:
                 raise DatasetError(f"{archive}: member {broken} is corrupt; delete it and download again")
             members = [m for m in bundle.infolist() if m.filename.endswith(".wav")]
             if len(members) != MINI_SPEECH_COMMANDS_CLIPS:
-                raise DatasetError(
-                    f"{archive}: expected {MINI_SPEECH_COMMANDS_CLIPS} clips, found {len(members)}"
-                )
+                raise DatasetError(f"{archive}: expected {MINI_SPEECH_COMMANDS_CLIPS} clips, found {len(members)}")
             for member in tqdm(members, desc="extracting", unit="clip"):
                 parts = Path(member.filename).parts  # mini_speech_commands/<label>/<name>.wav
                 target = data_dir / parts[-2] / parts[-1]
@@ -285,10 +281,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser("download", help="download and extract mini_speech_commands.zip")
-    fetch.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where the label folders go (default: %(default)s)")
-    fetch.add_argument("--url", default=MINI_SPEECH_COMMANDS_URL, help="archive to fetch, e.g. a local mirror (default: %(default)s)")
+    fetch.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where the label folders go (default: %(default)s)"
+    )
+    fetch.add_argument(
+        "--url", default=MINI_SPEECH_COMMANDS_URL, help="archive to fetch, e.g. a local mirror (default: %(default)s)"
+    )
     summary = commands.add_parser("summary", help="count clips per label in each speaker-disjoint split")
-    summary.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="dataset folder (default: %(default)s)")
+    summary.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="dataset folder (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -56,7 +56,7 @@ class ModelMetadata:
     raw: dict[str, Any] = field(repr=False)
 
     @classmethod
-    def read(cls, path: Path) -> "ModelMetadata":
+    def read(cls, path: Path) -> ModelMetadata:
         try:
             raw = json.loads(path.read_text())
             return cls(
@@ -142,7 +142,7 @@ class KeywordModel:
     def size_bytes(self) -> int:
         return self.source.stat().st_size
 
-    def clone(self) -> "KeywordModel":
+    def clone(self) -> KeywordModel:
         """Another instance with its own interpreter, for another thread."""
         return KeywordModel(self.metadata, self.model_bytes, self.source, self.sha256, self.num_threads)
 

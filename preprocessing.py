@@ -89,7 +89,7 @@ class FeatureConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FeatureConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureConfig:
         """Build from metadata; unknown keys are an error so typos cannot hide."""
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = set(data) - known
@@ -131,9 +131,7 @@ def mel_weight_matrix(
     nyquist = sample_rate / 2.0
     linear_frequencies = np.linspace(0.0, nyquist, num_spectrogram_bins)[1:]
     spectrogram_bins_mel = hertz_to_mel(linear_frequencies)[:, np.newaxis]
-    edges = np.linspace(
-        hertz_to_mel(lower_edge_hertz), hertz_to_mel(upper_edge_hertz), num_mel_bins + 2
-    )
+    edges = np.linspace(hertz_to_mel(lower_edge_hertz), hertz_to_mel(upper_edge_hertz), num_mel_bins + 2)
     lower_edge_mel = edges[:-2][np.newaxis, :]
     center_mel = edges[1:-1][np.newaxis, :]
     upper_edge_mel = edges[2:][np.newaxis, :]
