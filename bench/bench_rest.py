@@ -1,0 +1,195 @@
+"""Clips per second through HTTP + SenML against the same Big model called in-process.
+
+Two ways to classify the same real clips with the Big model, at 1 and at 8
+concurrent clients (threads):
+
+* ``in_process``: ``model.predict_audio`` directly, each thread with its own clone
+  (TFLite interpreters are not thread-safe);
+* ``http``: the production path. Each client thread has its own
+  :class:`big_client.BigClient` (SenML encoding, one keep-alive session) and posts to
+  ``big_service.py`` running in a separate process, as it would in the cloud,
+  so client and server do not share one interpreter lock.
+
+Both include feature extraction; ``http`` adds encoding, the HTTP round trip and
+decoding. Each (path, clients) pair runs ``--repeats`` times, interleaved so a
+change in machine load hits every pair alike, and the medians are quoted.
+
+    python bench/bench_rest.py --data-dir ../shared/data/speech_commands
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+from tqdm import tqdm
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script from bench/, the project's modules are one up
+    sys.path.insert(0, str(REPO_ROOT))
+
+import big_service  # noqa: E402 - after the sys.path line above
+import dataset  # noqa: E402 - after the sys.path line above
+from big_client import BigClient  # noqa: E402 - after the sys.path line above
+from kws_model import load_model  # noqa: E402 - after the sys.path line above
+from reporting import format_table, write_json_report  # noqa: E402 - after the sys.path line above
+
+log = logging.getLogger("bench_rest")
+
+DEFAULT_REPORT = Path("reports/bench_rest.json")
+#: A clip classifier for one worker thread; called once per clip.
+Classify = Callable[[np.ndarray], Any]
+
+
+def pick_clips(data_dir: Path, count: int) -> list[np.ndarray]:
+    """``count`` test-split clips spread evenly over the split (so over every label)."""
+    clips = dataset.select_clips(data_dir, "test")
+    step = max(1, len(clips) // count)
+    return [dataset.read_wav(clip.path) for clip in clips[::step][:count]]
+
+
+def clips_per_second(classifiers: Sequence[Classify], audio: Sequence[np.ndarray]) -> float:
+    """Throughput with one thread per classifier, each taking every n-th clip."""
+    workers = len(classifiers)
+
+    def work(index: int) -> None:
+        for samples in audio[index::workers]:
+            classifiers[index](samples)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        started = time.perf_counter()
+        list(pool.map(work, range(workers)))
+        elapsed = time.perf_counter() - started
+    return len(audio) / elapsed
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServiceProcess:
+    """``big_service.py`` in a child process, ready (its /health says 200) on entering."""
+
+    def __init__(self, model: Path, threads: int) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        port = self.url.rsplit(":", 1)[1]
+        command = [sys.executable, str(REPO_ROOT / "big_service.py"), "--port", port, "--model", str(model)]
+        self.process = subprocess.Popen([*command, "--threads", str(threads)], cwd=REPO_ROOT)
+
+    def __enter__(self) -> ServiceProcess:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"big_service.py exited with {self.process.returncode}; see its log above")
+            try:
+                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        self.__exit__()
+        raise RuntimeError(f"big_service.py was not ready at {self.url} within 60 s")
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=15)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    audio = pick_clips(args.data_dir, args.clips)
+    model = load_model(args.model)
+    log.info("%d clips, Big model %s, clients %s, %d repeats", len(audio), model.name, args.clients, args.repeats)
+    runs: dict[tuple[str, int], list[float]] = {}
+    most = max(args.clients)
+    with ServiceProcess(args.model, args.server_threads) as service:
+        http_clients = [BigClient(service.url, timeout=30) for _ in range(most)]
+        paths: dict[str, list[Classify]] = {
+            "in_process": [model.clone().predict_audio for _ in range(most)],  # one interpreter per thread
+            "http": [client.predict for client in http_clients],
+        }
+        for classifiers in paths.values():
+            for classify in classifiers:  # warm up: first inference, keep-alive connections, server-side clones
+                classify(audio[0])
+        for _ in tqdm(range(args.repeats), desc="repeats", unit="repeat"):
+            for clients in args.clients:
+                for path, classifiers in paths.items():
+                    runs.setdefault((path, clients), []).append(clips_per_second(classifiers[:clients], audio))
+        for client in http_clients:
+            client.close()
+    return {
+        "setup": {
+            "clips": len(audio),
+            "repeats": args.repeats,
+            "server_threads": args.server_threads,
+            "model": model.name,
+            "model_sha256": model.sha256,
+            "cpu_count": os.cpu_count(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "server": "big_service.py in a child process, cheroot",
+        },
+        "results": [
+            {
+                "clients": clients,
+                "in_process_clips_per_s": round(statistics.median(runs[("in_process", clients)]), 2),
+                "http_clips_per_s": round(statistics.median(runs[("http", clients)]), 2),
+                "http_to_in_process": round(
+                    statistics.median(runs[("http", clients)]) / statistics.median(runs[("in_process", clients)]), 3
+                ),
+                "runs": {path: [round(rate, 2) for rate in runs[(path, clients)]] for path in paths},
+            }
+            for clients in args.clients
+        ],
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, help="Speech Commands folder; test-split clips are used"
+    )
+    parser.add_argument(
+        "--model", type=Path, default=big_service.DEFAULT_MODEL, help="Big model (default: %(default)s)"
+    )
+    parser.add_argument("--clips", type=int, default=96, help="clips per measurement (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per path and client count (default: 3)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="concurrent clients (default: 1 8)")
+    parser.add_argument("--server-threads", type=int, default=8, help="big_service.py --threads (default: 8)")
+    parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, help="JSON report (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.clips < max(args.clients) or args.repeats < 1:
+        parser.error("--clips must be at least the largest --clients, and --repeats at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    report = run(args)
+    rows = [
+        [row["clients"], row["in_process_clips_per_s"], row["http_clips_per_s"], row["http_to_in_process"]]
+        for row in report["results"]
+    ]
+    print(format_table(["clients", "in-process clips/s", "HTTP clips/s", "HTTP / in-process"], rows, float_digits=2))
+    write_json_report(args.report, report)
+    log.info("report written to %s", args.report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
