@@ -63,6 +63,13 @@ def default_device_id() -> str:
     return re.sub(r"[^A-Za-z0-9\-._]", "-", socket.gethostname()).lstrip("-._") or "device"
 
 
+def check_device_id(device: str) -> str:
+    """``device`` itself if it can stand in a SenML base name, else AudioPackError."""
+    if not _DEVICE_PATTERN.fullmatch(device):
+        raise AudioPackError(f"device id {device!r} must start with a letter or digit and hold only A-Z a-z 0-9 - . _")
+    return device
+
+
 def encode_audio_pack(
     samples: np.ndarray,
     sample_rate: int = EXPECTED_SAMPLE_RATE,
@@ -73,9 +80,7 @@ def encode_audio_pack(
     pcm = np.asarray(samples)
     if pcm.dtype != np.int16 or pcm.ndim != 1:
         raise AudioPackError(f"a clip is one-dimensional int16 PCM, got {pcm.dtype} of shape {pcm.shape}")
-    device = default_device_id() if device is None else device
-    if not _DEVICE_PATTERN.fullmatch(device):
-        raise AudioPackError(f"device id {device!r} must start with a letter or digit and hold only A-Z a-z 0-9 - . _")
+    device = default_device_id() if device is None else check_device_id(device)
     pcm_bytes = pcm.astype(_PCM_DTYPE, copy=False).tobytes()
     pack = [
         senml.data_record(f"{BASE_NAME_PREFIX}{device}:", AUDIO_RECORD, pcm_bytes, recorded_at),

@@ -35,6 +35,7 @@ Run it with ``python big_service.py --help``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import json
 import logging
@@ -42,7 +43,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,10 @@ DEFAULT_THREADS = 8
 MAX_BODY_BYTES = 64 * 1024
 JSON_CONTENT_TYPE = "application/json"
 PATHS = ("/predict", "/health", "/model", "/metrics")
+
+
+class ModelNotLoaded(RuntimeError):
+    """The model is asked for before :meth:`BigService.load` has finished."""
 
 
 class BigService:
@@ -100,7 +105,7 @@ class BigService:
     @property
     def model(self) -> KeywordModel:
         if self._model is None:
-            raise cherrypy.HTTPError(503, f"model {self.model_path} is still loading; retry shortly")
+            raise ModelNotLoaded(f"model {self.model_path} is still loading; retry shortly")
         return self._model
 
     def _thread_model(self) -> KeywordModel:
@@ -141,6 +146,19 @@ def _respond_json(document: Any) -> bytes:
     return _json_bytes(document)
 
 
+@contextlib.contextmanager
+def _http_errors() -> Iterator[None]:
+    """Turn what the service and the pack decoder raise into the HTTP statuses of the module docstring."""
+    try:
+        yield
+    except senml.SenMLError as error:
+        raise cherrypy.HTTPError(400, f"not a valid SenML pack: {error}") from error
+    except audio_pack.AudioPackError as error:
+        raise cherrypy.HTTPError(422, f"not a usable audio pack: {error}") from error
+    except ModelNotLoaded as error:
+        raise cherrypy.HTTPError(503, str(error)) from error
+
+
 class Endpoints:
     """The CherryPy handlers; each one checks its input and delegates to :class:`BigService`."""
 
@@ -152,13 +170,9 @@ class Endpoints:
     @cherrypy.tools.allow(methods=["POST"])
     def predict(self) -> bytes:
         body = self._read_senml_body()
-        try:
+        with _http_errors():
             clip = audio_pack.decode_audio_pack(body, self.service.expected_rate)
-        except senml.SenMLError as error:
-            raise cherrypy.HTTPError(400, f"not a valid SenML pack: {error}") from error
-        except audio_pack.AudioPackError as error:
-            raise cherrypy.HTTPError(422, f"not a usable audio pack: {error}") from error
-        return _respond_json(self.service.predict(clip))
+            return _respond_json(self.service.predict(clip))
 
     def _read_senml_body(self) -> bytes:
         request = cherrypy.serving.request
@@ -185,7 +199,8 @@ class Endpoints:
     @cherrypy.expose
     @cherrypy.tools.allow(methods=["GET", "HEAD"])
     def model(self) -> bytes:
-        return _respond_json(self.service.model.metadata.raw)
+        with _http_errors():
+            return _respond_json(self.service.model.metadata.raw)
 
     @cherrypy.expose
     @cherrypy.tools.allow(methods=["GET", "HEAD"])

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+import audio_pack
 import cascade
 from big_client import (
     DEFAULT_RETRIES,
@@ -375,7 +376,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         parser.error("--plot draws the sweep: add --sweep")
     if args.timeout <= 0 or args.retries < 0:
         parser.error("--timeout must be positive and --retries at least 0")
+    if args.device is not None:
+        try:
+            audio_pack.check_device_id(args.device)
+        except audio_pack.AudioPackError as error:
+            parser.error(f"--device: {error}")
     return parser, args
+
+
+class IncompatibleModels(Exception):
+    """Big and Little were trained for different label sets, so Big's answers cannot stand in for Little's."""
 
 
 def check_labels(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
@@ -385,7 +395,7 @@ def check_labels(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
     except BigUnavailable:
         return None
     if set(info["labels"]) != set(little.labels):
-        raise BigRejected(f"Big knows labels {info['labels']}, Little {list(little.labels)}: not the same task")
+        raise IncompatibleModels(f"Big knows labels {info['labels']}, Little {list(little.labels)}")
     return {"name": info["name"], "sha256": info["sha256"]}
 
 
@@ -447,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"error: --service {args.service} is needed to calibrate or sweep but cannot answer ({error}); "
                 "start big_service.py or pass --threshold\n",
             )
+        except IncompatibleModels as error:
+            parser.exit(2, f"error: --service {args.service} serves a model for other words than --model: {error}\n")
         except BigRejected as error:
             parser.exit(2, f"error: --service {args.service} rejected a request: {error}\n")
     report_path = args.report or (DEFAULT_SWEEP_REPORT if args.sweep else None)

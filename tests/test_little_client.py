@@ -156,6 +156,7 @@ def test_unreachable_service_at_calibration_names_the_flag(small_dataset, little
         (["--target-accuracy", "0"], "--target-accuracy must be in (0, 1]"),
         (["--threshold", "0.2", "--target-accuracy", "0.9"], "not allowed with argument"),
         (["--plot", "x.png"], "--plot draws the sweep"),
+        (["--device", "pi kitchen"], "--device: device id 'pi kitchen' must start"),
     ],
 )
 def test_bad_flags_are_cli_errors(flags, complaint, capsys) -> None:
