@@ -17,11 +17,17 @@ change in machine load hits every pair alike, and the medians are quoted.
     python bench/bench_rest.py --data-dir ../shared/data/speech_commands
 """
 
+# ruff: noqa: E402 - imports follow an environment or sys.path line on purpose
 from __future__ import annotations
+
+import os
+
+# As in big_service.py: one OpenBLAS thread per worker thread, so that the
+# in-process path runs under the same conditions as the service it is compared to.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import logging
-import os
 import platform
 import socket
 import statistics
@@ -41,11 +47,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from bench/, the project's modules are one up
     sys.path.insert(0, str(REPO_ROOT))
 
-import big_service  # noqa: E402 - after the sys.path line above
-import dataset  # noqa: E402 - after the sys.path line above
-from big_client import BigClient  # noqa: E402 - after the sys.path line above
-from kws_model import load_model  # noqa: E402 - after the sys.path line above
-from reporting import format_table, write_json_report  # noqa: E402 - after the sys.path line above
+import big_service
+import dataset
+from big_client import BigClient
+from kws_model import load_model
+from reporting import format_table, write_json_report
 
 log = logging.getLogger("bench_rest")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -271,3 +272,16 @@ def test_cli_refuses_a_busy_port(server, big_model_path) -> None:
 
 def test_cli_refuses_a_missing_model(tmp_path) -> None:
     assert big_service.main(["--port", "0", "--model", str(tmp_path / "nothing")]) == 2
+
+
+def test_request_failing_before_routing_still_gets_json(server) -> None:
+    """HTTP/1.1 without a Host header fails in CherryPy's header stage, before any app config applies."""
+    with socket.create_connection((server.host, server.port), timeout=10) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+        raw = b""
+        while chunk := connection.recv(65536):
+            raw += chunk
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body) == {"error": "HTTP/1.1 requires a 'Host' request header.", "status": 400}
