@@ -96,3 +96,33 @@ def shipped_model(name: str) -> Path:
     if not stem.with_suffix(".json").is_file():
         pytest.skip(f"{stem}.json is missing: train the models first (python train.py) or set KWS_MODELS_DIR")
     return stem
+
+
+# --------------------------------------------------------------------------- #
+# MQTT: a private mosquitto and four models to serve (tests/test_mqtt_*.py)
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path):
+    """A private mosquitto on a free port, persistence on, restartable; skipped when not installed."""
+    from local_mosquitto import LocalMosquitto, find_mosquitto
+
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    with LocalMosquitto(tmp_path / "mosquitto", port=find_free_port()) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def ensemble_models(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """models/ensemble_1..4 once trained, else four tiny stand-ins (built with TensorFlow, cached)."""
+    shipped = [MODELS_DIR / f"ensemble_{index}" for index in range(1, 5)]
+    if all(stem.with_suffix(".json").is_file() for stem in shipped):
+        return shipped
+    pytest.importorskip("tensorflow", reason="no trained ensemble in models/ and no TensorFlow to build stand-ins")
+    from tiny_models import tiny_ensemble
+
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    directory = cache.mkdir("tiny_kws_models") if cache else tmp_path_factory.mktemp("tiny_kws_models")
+    return tiny_ensemble(Path(directory))

@@ -1,0 +1,233 @@
+"""Cooperative inference through a real Mosquitto, with real clips, when things go wrong.
+
+Four inference clients run as child processes, the cooperative client as another;
+the tests kill a client, restart the broker and send garbage in the middle of
+runs, and read the cooperative client's JSON report. Nothing waits a fixed time:
+a watcher subscribed to the answers says when a run is "in the middle".
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+
+from inference_fleet import ClientSpec, InferenceFleet, specs_for_models
+from kws_model import ModelMetadata
+from local_mosquitto import LocalMosquitto
+from mqtt_protocol import ONLINE, BrokerAddress, ClientStatus, Prediction, Topics, encode_features_pack
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COOPERATIVE_CLIENT = REPO_ROOT / "cooperative_client.py"
+TOPICS = Topics("kws")
+RUN_TIMEOUT_S = 90
+
+
+class AnswerWatcher:
+    """Counts answers per client on ``kws/prediction/+`` and lets a test wait for a count."""
+
+    def __init__(self, broker: BrokerAddress) -> None:
+        self.counts: Counter[str] = Counter()
+        self.answered_clips: set[str] = set()
+        self._changed = threading.Condition()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self._client.on_connect = lambda client, *_: client.subscribe(TOPICS.all_predictions, qos=1)
+        self._client.on_message = self._record
+        self._client.reconnect_delay_set(1, 2)
+        self._client.connect(broker.host, broker.port)
+        self._client.loop_start()
+
+    def _record(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
+        prediction = Prediction.from_json(message.payload)
+        with self._changed:
+            self.counts[prediction.client] += 1
+            self.answered_clips.add(TOPICS.clip_id_of(message.topic, "prediction"))
+            self._changed.notify_all()
+
+    def wait_for(self, count: int, client: str | None = None, timeout_s: float = 30.0) -> None:
+        def reached() -> bool:
+            return (self.counts[client] if client else sum(self.counts.values())) >= count
+
+        with self._changed:
+            assert self._changed.wait_for(reached, timeout_s), f"only {dict(self.counts)} answers after {timeout_s} s"
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture
+def watcher(mosquitto: LocalMosquitto):
+    answers = AnswerWatcher(mosquitto.address)
+    yield answers
+    answers.close()
+
+
+@pytest.fixture
+def fleet(mosquitto: LocalMosquitto, ensemble_models: list[Path], tmp_path: Path):
+    """The four inference clients, MQTT 5, QoS 1, logging to tmp_path/clients."""
+    specs = specs_for_models([str(model) for model in ensemble_models])
+    with InferenceFleet(specs, mosquitto.address, TOPICS.prefix, "5", qos=1, log_dir=tmp_path / "clients") as clients:
+        yield clients
+
+
+def start_cooperative(broker: BrokerAddress, data_dir: Path, config_from: Path, report: Path, *options: str):
+    command = [
+        sys.executable, str(COOPERATIVE_CLIENT), "--broker", broker.url, "--data-dir", str(data_dir),
+        "--split", "all", "--config-from", str(config_from), "--report", str(report), "--ready-timeout", "60",
+        *options,
+    ]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen, report: Path) -> dict:
+    output, _ = process.communicate(timeout=RUN_TIMEOUT_S)
+    assert process.returncode == 0, output
+    return json.loads(report.read_text())
+
+
+def uses_shipped_models(models: list[Path]) -> bool:
+    return "stand-in" not in ModelMetadata.read(models[0].with_suffix(".json")).raw.get("description", "")
+
+
+def test_four_clients_answer_every_clip(mosquitto, fleet, ensemble_models, small_dataset, tmp_path) -> None:
+    report_path = tmp_path / "report.json"
+    process = start_cooperative(mosquitto.address, small_dataset, ensemble_models[0], report_path,
+                                "--expect", "4", "--policy", "vote")
+    report = finish(process, report_path)
+    assert report["samples"] == 72  # 3 clips x 8 labels x 3 splits
+    assert report["missing"] == report["incomplete"] == 0
+    assert report["answers_per_clip"] == {"min": 4, "mean": 4.0, "max": 4}
+    assert sorted(report["per_model_accuracy"]) == [stem.name for stem in ensemble_models]
+    assert report["policy"] == "vote" and report["expect"] == 4 and report["qos"] == {"audio": 1, "prediction": 1}
+    assert report["throughput_clips_per_s"] > 0 and report["latency_ms"]["median"] > 0
+    if uses_shipped_models(ensemble_models):
+        assert report["accuracy"] >= 0.9
+
+
+def test_a_killed_client_leaves_its_clips_to_the_others(
+    mosquitto, fleet, watcher, ensemble_models, small_dataset, tmp_path
+) -> None:
+    report_path = tmp_path / "report.json"
+    process = start_cooperative(mosquitto.address, small_dataset, ensemble_models[0], report_path,
+                                "--expect", "4", "--rate", "30", "--timeout", "2")
+    victim = ensemble_models[-1].name
+    watcher.wait_for(5, client=victim)  # the run is under way: 72 clips at 30 a second take 2.4 s
+    fleet.kill(victim)
+    report = finish(process, report_path)
+    assert report["samples"] == 72
+    assert report["missing"] == 0, "the other three models answered every clip"
+    assert 0 < report["incomplete"] < 72
+    assert report["answers_per_clip"]["min"] == 3
+    assert 5 <= report["answers_per_model"][victim] < 72
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_broker_restart_mid_run(qos, mosquitto, fleet, watcher, ensemble_models, small_dataset, tmp_path) -> None:
+    """QoS 1 loses nothing across a restart (persistent sessions, broker persistence); QoS 0 reports its losses."""
+    report_path = tmp_path / "report.json"
+    process = start_cooperative(
+        mosquitto.address, small_dataset, ensemble_models[0], report_path,
+        "--expect", "4", "--rate", "20", "--timeout", "15" if qos else "4",
+        "--qos-audio", str(qos), "--qos-prediction", str(qos),
+    )
+    watcher.wait_for(20)  # about 5 of 72 clips answered by all four
+    mosquitto.restart()
+    report = finish(process, report_path)
+    assert report["samples"] == 72 and report["qos"] == {"audio": qos, "prediction": qos}
+    if qos:
+        assert report["missing"] == report["incomplete"] == 0
+        assert report["answers_per_clip"]["min"] == 4
+    else:
+        # the cooperative client published on for a second or more with no broker to take the clips
+        assert report["missing"] > 0
+        assert report["accuracy"] <= (report["samples"] - report["missing"]) / report["samples"]
+    fleet.check_alive()  # every client reconnected rather than died
+
+
+def test_malformed_audio_is_skipped_and_the_client_stays_up(mosquitto, ensemble_models, tmp_path) -> None:
+    model = ensemble_models[0]
+    config = ModelMetadata.read(model.with_suffix(".json")).feature_config
+    good = np.zeros(config.shape, np.float32)
+    other_config = config.__class__(**(config.to_dict() | {"upper_frequency": config.upper_frequency / 2}))
+    records = json.loads(encode_features_pack("bad-shape", good, config))
+    records[1]["vs"] = f"{config.shape[0] // 2}x{config.shape[1]}"
+    bad_messages = {
+        "bad-json": b"[{\"bn\": ",
+        "not-senml": b"{\"features\": [1, 2, 3]}",
+        "bad-base64": encode_features_pack("bad-base64", good, config).replace("\"vd\":\"", "\"vd\":\"%%"),
+        "bad-shape": json.dumps(records),
+        "other-config": encode_features_pack("other-config", np.zeros(other_config.shape, np.float32), other_config),
+    }
+    log_dir = tmp_path / "clients"
+    with InferenceFleet([ClientSpec(str(model), "lonely")], mosquitto.address, TOPICS.prefix, "5", qos=1,
+                        log_dir=log_dir) as clients:
+        watcher = AnswerWatcher(mosquitto.address)
+        publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        publisher.connect(mosquitto.address.host, mosquitto.address.port)
+        publisher.loop_start()
+        wait_until_online(publisher, "lonely")
+        for clip_id, payload in bad_messages.items():
+            publisher.publish(TOPICS.audio(clip_id), payload, qos=1).wait_for_publish(10)
+        publisher.publish(TOPICS.audio("good"), encode_features_pack("good", good, config), qos=1)
+        watcher.wait_for(1, client="lonely")
+        assert watcher.answered_clips == {"good"}, "only the good clip may be answered"
+        clients.check_alive()
+        publisher.disconnect()
+        publisher.loop_stop()
+        watcher.close()
+    log = (log_dir / "lonely.log").read_text()
+    assert log.count("skipped malformed message") == 4
+    assert "features were made with another FeatureConfig: upper_frequency" in log
+    assert "stopped after 1 answered, 4 skipped: malformed, 1 skipped: other FeatureConfig" in log
+
+
+def wait_until_online(client: mqtt.Client, name: str, timeout_s: float = 30.0) -> None:
+    """Block until ``name`` has published its retained online status."""
+    online = threading.Event()
+
+    def on_status(_client, _userdata, message: mqtt.MQTTMessage) -> None:
+        if ClientStatus.from_json(message.payload).state == ONLINE:
+            online.set()
+
+    client.message_callback_add(TOPICS.status(name), on_status)
+    client.subscribe(TOPICS.status(name), qos=1)
+    assert online.wait(timeout_s), f"{name} did not come online"
+
+
+def test_share_groups_split_one_model_between_replicas(
+    mosquitto, ensemble_models, small_dataset, tmp_path
+) -> None:
+    first, second = (str(model) for model in ensemble_models[:2])
+    specs = [ClientSpec(first, "first-a", ("--share",)), ClientSpec(first, "first-b", ("--share",)),
+             ClientSpec(second, "second")]
+    report_path = tmp_path / "report.json"
+    with InferenceFleet(specs, mosquitto.address, TOPICS.prefix, "5", qos=1, log_dir=tmp_path / "clients"):
+        process = start_cooperative(mosquitto.address, small_dataset, ensemble_models[0], report_path, "--expect", "2")
+        report = finish(process, report_path)
+    assert report["answers_per_clip"] == {"min": 2, "mean": 2.0, "max": 2}, "one answer per model, never two"
+    assert report["answers_per_model"] == {ensemble_models[0].name: 72, ensemble_models[1].name: 72}
+    assert set(report["clients"]) == {"first-a", "first-b", "second"}, "both replicas took a share"
+
+
+def test_embedded_broker_and_spawned_clients_in_one_command(ensemble_models, small_dataset, tmp_path) -> None:
+    report_path = tmp_path / "report.json"
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, str(COOPERATIVE_CLIENT), "--embedded-broker", "--spawn", *map(str, ensemble_models),
+         "--data-dir", str(small_dataset), "--split", "all", "--limit", "16", "--report", str(report_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    report = finish(process, report_path)
+    assert report["embedded_broker"] and report["mqtt_version"] == "3.1.1"
+    assert report["samples"] == 16 and report["expect"] == 4
+    assert report["missing"] == report["incomplete"] == 0
+    assert time.monotonic() - started < RUN_TIMEOUT_S
