@@ -51,48 +51,83 @@ DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(
-        description="Run keyword-spotting clips through an ensemble of MQTT inference clients and combine the answers.",
-        epilog="Example: python cooperative_client.py --embedded-broker --spawn models/ensemble_1 models/ensemble_2 "
-        "models/ensemble_3 models/ensemble_4 --data-dir /work/shared/data/speech_commands",
+        description="Run keyword-spotting clips through an ensemble of MQTT inference clients; combine the answers.",
+        epilog="example, the whole ensemble in one command:\n"
+        "  python cooperative_client.py --embedded-broker \\\n"
+        "      --spawn models/ensemble_1 models/ensemble_2 models/ensemble_3 models/ensemble_4 \\\n"
+        "      --data-dir /work/shared/data/speech_commands",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     where = parser.add_argument_group("broker and clients")
-    where.add_argument("--broker", help=f"broker URL (default: {DEFAULT_BROKER}; with --embedded-broker only "
-                       "its port is used, and a free port when it is not given)")
-    where.add_argument("--embedded-broker", action="store_true",
-                       help="start an amqtt broker inside this process (MQTT 3.1.1, no --share)")
-    where.add_argument("--spawn", nargs="+", metavar="MODEL", default=[],
-                       help="start one inference client per model as a child process, stopped at the end")
-    where.add_argument("--client-logs", type=Path, metavar="DIR",
-                       help="write each spawned client's log to DIR/<name>.log (default: this terminal)")
-    where.add_argument("--topic-prefix", default=DEFAULT_TOPIC_PREFIX, help="topic prefix (default: %(default)s)")
-    where.add_argument("--mqtt-version", choices=sorted(MQTT_VERSIONS),
-                       help="MQTT protocol version (default: 5, or 3.1.1 with --embedded-broker)")
-    where.add_argument("--session-expiry", type=int, default=DEFAULT_SESSION_EXPIRY_S, metavar="S",
-                       help="seconds the broker keeps our session across a disconnection (MQTT 5; default: %(default)s)")
+    where.add_argument(
+        "--broker", metavar="URL",
+        help=f"broker URL (default: {DEFAULT_BROKER}; with --embedded-broker only its port counts, else a free one)",
+    )
+    where.add_argument(
+        "--embedded-broker", action="store_true",
+        help="start an amqtt broker inside this process (MQTT 3.1.1, so no --share)",
+    )
+    where.add_argument(
+        "--spawn", nargs="+", metavar="MODEL", default=[],
+        help="start one inference client per model as a child process, stopped at the end",
+    )
+    where.add_argument(
+        "--client-logs", type=Path, metavar="DIR",
+        help="write each spawned client's log to DIR/<name>.log (default: this terminal)",
+    )
+    where.add_argument(
+        "--topic-prefix", default=DEFAULT_TOPIC_PREFIX, metavar="PREFIX", help="topic prefix (default: %(default)s)"
+    )
+    where.add_argument(
+        "--mqtt-version", choices=sorted(MQTT_VERSIONS),
+        help="MQTT protocol version (default: 5, or 3.1.1 with --embedded-broker)",
+    )
+    where.add_argument(
+        "--session-expiry", type=int, default=DEFAULT_SESSION_EXPIRY_S, metavar="S",
+        help="seconds the broker keeps our session across a disconnection (MQTT 5; default: %(default)s)",
+    )
 
     data = parser.add_argument_group("clips")
-    data.add_argument("--data-dir", type=Path, required=True, help="Speech Commands folder (<label>/<name>.wav)")
-    data.add_argument("--split", default="test",
-                      help="train, validation, test, all, or a split file (default: %(default)s)")
+    data.add_argument(
+        "--data-dir", type=Path, required=True, metavar="DIR", help="Speech Commands folder (<label>/<name>.wav)"
+    )
+    data.add_argument(
+        "--split", default="test", help="train, validation, test, all, or a split file (default: %(default)s)"
+    )
     data.add_argument("--limit", type=int, metavar="N", help="use N clips spread evenly over the split")
-    data.add_argument("--config-from", metavar="MODEL",
-                      help="model whose metadata gives the FeatureConfig and labels (default: the first --spawn model)")
+    data.add_argument(
+        "--config-from", metavar="MODEL",
+        help="model whose metadata gives the FeatureConfig and labels (default: the first --spawn model)",
+    )
 
     run = parser.add_argument_group("run")
-    run.add_argument("--expect", type=int, help="answers per clip: the number of models (default: number of --spawn)")
-    run.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                     help="seconds a clip waits for its answers after publication (default: %(default)s)")
-    run.add_argument("--policy", choices=POLICIES, default="sum",
-                     help="combine by summed probabilities or by majority vote (default: %(default)s)")
-    run.add_argument("--qos-audio", type=int, choices=(0, 1, 2), default=1, help="QoS of features (default: %(default)s)")
-    run.add_argument("--qos-prediction", type=int, choices=(0, 1, 2), default=1,
-                     help="QoS of answers (default: %(default)s)")
-    run.add_argument("--max-pending", type=int, default=256, metavar="N",
-                     help="clips published but unfinished at most, so broker queues stay short (default: %(default)s)")
+    run.add_argument(
+        "--expect", type=int, metavar="N", help="answers per clip, one per model (default: the number of --spawn)"
+    )
+    run.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S",
+        help="seconds a clip waits for its answers after publication (default: %(default)s)",
+    )
+    run.add_argument(
+        "--policy", choices=POLICIES, default="sum",
+        help="combine by summed probabilities or by majority vote (default: %(default)s)",
+    )
+    run.add_argument(
+        "--qos-audio", type=int, choices=(0, 1, 2), default=1, help="QoS of the features (default: %(default)s)"
+    )
+    run.add_argument(
+        "--qos-prediction", type=int, choices=(0, 1, 2), default=1, help="QoS of the answers (default: %(default)s)"
+    )
+    run.add_argument(
+        "--max-pending", type=int, default=256, metavar="N",
+        help="clips published but unfinished at most, so broker queues stay short (default: %(default)s)",
+    )
     run.add_argument("--rate", type=float, metavar="CLIPS_PER_S", help="pace publishing (default: as fast as allowed)")
-    run.add_argument("--ready-timeout", type=float, default=60.0, metavar="S",
-                     help="seconds to wait for the clients to come online (default: %(default)s)")
-    run.add_argument("--report", type=Path, help="write the JSON report here")
+    run.add_argument(
+        "--ready-timeout", type=float, default=60.0, metavar="S",
+        help="seconds to wait for the clients to come online (default: %(default)s)",
+    )
+    run.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser, parser.parse_args(argv)
 

@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -104,7 +104,7 @@ class CooperativeRun:
         )
 
     # Life cycle ----------------------------------------------------------------------
-    def __enter__(self) -> Self:
+    def __enter__(self) -> CooperativeRun:
         self.connection.start()
         return self
 

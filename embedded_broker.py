@@ -21,7 +21,7 @@ import logging
 import socket
 import threading
 from concurrent.futures import Future
-from typing import Any, Self
+from typing import Any
 
 from mqtt_protocol import BrokerAddress
 
@@ -89,7 +89,7 @@ class EmbeddedBroker:
         future: Future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         return future.result(START_TIMEOUT_S)
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *_exc_info: object) -> None:

@@ -180,25 +180,40 @@ class InferenceClient:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Answer keyword-spotting features received over MQTT with one model.",
-        epilog="Scale a model by starting replicas with the same --share group (MQTT 5 shared subscription, "
-        "mosquitto). Example: python inference_client.py --model models/ensemble_1 --broker mqtt://127.0.0.1:1883",
+        epilog="examples:\n"
+        "  python inference_client.py --model models/ensemble_1 --broker mqtt://127.0.0.1:1883\n"
+        "  # two replicas of one model splitting its clips (shared subscription; mosquitto, not amqtt):\n"
+        "  python inference_client.py --model models/ensemble_1 --share &\n"
+        "  python inference_client.py --model models/ensemble_1 --share &",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="model stem or file, e.g. models/ensemble_1")
-    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL (default: %(default)s)")
+    parser.add_argument(
+        "--broker", default="mqtt://127.0.0.1:1883", metavar="URL", help="broker URL (default: %(default)s)"
+    )
     parser.add_argument("--name", help="client name in answers, status and client id (default: <model>-<pid>)")
-    parser.add_argument("--topic-prefix", default=DEFAULT_TOPIC_PREFIX, help="topic prefix (default: %(default)s)")
+    parser.add_argument(
+        "--topic-prefix", default=DEFAULT_TOPIC_PREFIX, metavar="PREFIX", help="topic prefix (default: %(default)s)"
+    )
     parser.add_argument(
         "--share", nargs="?", const="", metavar="GROUP",
         help="join shared subscription GROUP so replicas split the clips (GROUP defaults to the model's name)",
     )
-    parser.add_argument("--qos", type=int, choices=(0, 1, 2), default=1,
-                        help="QoS of the audio subscription and of the answers (default: %(default)s)")
-    parser.add_argument("--mqtt-version", choices=sorted(MQTT_VERSIONS), default="5",
-                        help="MQTT protocol version; 3.1.1 for amqtt (default: %(default)s)")
-    parser.add_argument("--session-expiry", type=int, default=DEFAULT_SESSION_EXPIRY_S, metavar="S",
-                        help="seconds the broker keeps our session and queued clips while we are away "
-                        "(MQTT 5; default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=1, help="TFLite interpreter threads (default: %(default)s)")
+    parser.add_argument(
+        "--qos", type=int, choices=(0, 1, 2), default=1,
+        help="QoS of the audio subscription and of the answers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mqtt-version", choices=sorted(MQTT_VERSIONS), default="5",
+        help="MQTT protocol version; 3.1.1 for amqtt (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--session-expiry", type=int, default=DEFAULT_SESSION_EXPIRY_S, metavar="S",
+        help="seconds the broker keeps our session and queued clips while we are away (MQTT 5; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, metavar="N", help="TFLite interpreter threads (default: %(default)s)"
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser.parse_args(argv)
 
@@ -212,8 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         name = args.name or f"{model.name}-{os.getpid()}"
         share = (args.share or model.name) if args.share is not None else None
         service = InferenceService(model, name, Topics(args.topic_prefix))
-        settings = ConnectionSettings(broker, client_id=f"kws-{name}", mqtt_version=args.mqtt_version,
-                                      session_expiry_s=args.session_expiry)
+        settings = ConnectionSettings(
+            broker, client_id=f"kws-{name}", mqtt_version=args.mqtt_version, session_expiry_s=args.session_expiry
+        )
         client = InferenceClient(service, settings, qos=args.qos, share=share)
     except (ModelError, ProtocolError) as error:
         log.error("%s", error)

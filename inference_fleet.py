@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Self
+from typing import IO
 
 from mqtt_protocol import BrokerAddress
 
@@ -116,7 +116,7 @@ class InferenceFleet:
                 process.kill()
                 process.wait()
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> InferenceFleet:
         return self.start()
 
     def __exit__(self, *_exc_info: object) -> None:

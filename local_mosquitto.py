@@ -16,7 +16,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Self
 
 from embedded_broker import free_tcp_port
 from mqtt_protocol import BrokerAddress
@@ -119,7 +118,7 @@ class LocalMosquitto:
                 time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not listen on {self.address.url} within {STARTUP_TIMEOUT_S:.0f} s")
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> LocalMosquitto:
         return self.start()
 
     def __exit__(self, *_exc_info: object) -> None:

@@ -192,7 +192,9 @@ def config_from_json(text: str, where: str = "config") -> FeatureConfig:
         raise ProtocolError(f"{where}: not a FeatureConfig ({error})") from error
 
 
-def encode_features_pack(clip_id: str, features: np.ndarray, config: FeatureConfig, sent_at: float | None = None) -> str:
+def encode_features_pack(
+    clip_id: str, features: np.ndarray, config: FeatureConfig, sent_at: float | None = None
+) -> str:
     """The SenML JSON text carrying one clip's features."""
     check_identifier(clip_id, "clip id")
     values = np.asarray(features)
