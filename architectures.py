@@ -6,6 +6,8 @@ Little model and a server-sized Big one:
 * ``cnn``: the course's plain CNN (three 3x3 convolutions, global pooling).
 * ``ds_cnn``: Hello Edge's depthwise-separable CNN (Zhang et al., 2017), the usual
   choice for microcontrollers: most of its work is cheap 1x1 convolutions.
+* ``res_cnn``: a narrow 2-D residual CNN after Tang & Lin's res8 (2018): average
+  pooling first, then residual 3x3 blocks.
 * ``tc_resnet``: a temporal-convolution ResNet (Choi et al., 2019) that treats the
   feature bins as channels and convolves over time only; fast and accurate, and
   different enough from the other two to make a useful ensemble member.
@@ -26,7 +28,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tfmot needs Keras 2 (tf-ker
 import tf_keras as keras  # noqa: E402
 from tf_keras import layers  # noqa: E402
 
-ARCHITECTURES = ("cnn", "ds_cnn", "tc_resnet")
+ARCHITECTURES = ("cnn", "ds_cnn", "tc_resnet", "res_cnn")
 
 
 def _batch_norm(name: str):
@@ -50,14 +52,17 @@ def _classifier_head(x, num_labels: int, dropout: float):
 
 
 def build_cnn(
-    input_shape, num_labels: int, normalization, width: float = 1.0, dropout: float = 0.2, **_
+    input_shape, num_labels: int, normalization, width: float = 1.0, dropout: float = 0.2, second_stride=(1, 1), **_
 ) -> keras.Model:
-    """The course CNN: 3x3 conv (stride 2) then two 3x3 convs, 128 x width filters each."""
+    """The course CNN: 3x3 conv (stride 2) then two 3x3 convs, 128 x width filters each.
+
+    ``second_stride`` (2, 2) quarters the work of the last two convolutions.
+    """
     filters = max(8, int(round(128 * width)))
     inputs = keras.Input(shape=input_shape, name="features")
     x = layers.Reshape((*input_shape, 1), name="add_channel")(_standardize(inputs, normalization))
     x = _conv_bn_relu(x, filters, (3, 3), (2, 2), name="block1_")
-    x = _conv_bn_relu(x, filters, (3, 3), name="block2_")
+    x = _conv_bn_relu(x, filters, (3, 3), tuple(second_stride), name="block2_")
     x = _conv_bn_relu(x, filters, (3, 3), name="block3_")
     return keras.Model(inputs, _classifier_head(x, num_labels, dropout), name="cnn")
 
@@ -103,13 +108,30 @@ def build_tc_resnet(
     return keras.Model(inputs, _classifier_head(x, num_labels, dropout), name="tc_resnet")
 
 
+def build_res_cnn(
+    input_shape, num_labels: int, normalization, width: float = 1.0, blocks: int = 3, dropout: float = 0.2, **_
+) -> keras.Model:
+    """res8-style: 3x3 conv, 4x3 average pooling, then ``blocks`` residual pairs of 3x3 convs."""
+    filters = max(8, int(round(32 * width)))
+    inputs = keras.Input(shape=input_shape, name="features")
+    x = layers.Reshape((*input_shape, 1), name="add_channel")(_standardize(inputs, normalization))
+    x = _conv_bn_relu(x, filters, (3, 3), name="stem_")
+    x = layers.AveragePooling2D((4, 3), name="stem_pool")(x)
+    for index in range(1, blocks + 1):
+        y = _conv_bn_relu(x, filters, (3, 3), name=f"res{index}_a_")
+        y = layers.Conv2D(filters, (3, 3), padding="same", use_bias=False, name=f"res{index}_b_conv")(y)
+        y = _batch_norm(name=f"res{index}_b_bn")(y)
+        x = layers.ReLU(name=f"res{index}_out")(layers.Add(name=f"res{index}_add")([y, x]))
+    return keras.Model(inputs, _classifier_head(x, num_labels, dropout), name="res_cnn")
+
+
 def _standardize(x, normalization):
     """Per-bin standardisation with fixed training-set statistics, as a graph layer."""
     mean, variance = normalization
     return layers.Normalization(axis=-1, mean=mean, variance=variance, name="standardize")(x)
 
 
-_BUILDERS = {"cnn": build_cnn, "ds_cnn": build_ds_cnn, "tc_resnet": build_tc_resnet}
+_BUILDERS = {"cnn": build_cnn, "ds_cnn": build_ds_cnn, "tc_resnet": build_tc_resnet, "res_cnn": build_res_cnn}
 
 
 def build_model(architecture: str, input_shape, num_labels: int, normalization, **options) -> keras.Model:
