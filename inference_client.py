@@ -64,6 +64,7 @@ ANSWERED = "answered"
 CONFIG_MISMATCH = "skipped: other FeatureConfig"
 MALFORMED = "skipped: malformed"
 OTHER_TOPIC = "ignored: not subscribed"
+FAILED = "failed"
 
 
 class InferenceService:
@@ -118,12 +119,14 @@ class InferenceClient:
         topics = service.topics
         audio_filter = topics.shared(topics.all_audio, share) if share else topics.all_audio
         status_topic = topics.status(service.client_name)
-        online = ClientStatus(service.client_name, ONLINE, service.model.name, share, service.model.feature_config)
+        name, model = service.client_name, service.model
+        online = ClientStatus(name, ONLINE, model.name, share, model.feature_config)
+        offline = ClientStatus(name, OFFLINE, model.name, share)
         settings = dataclasses.replace(
             settings,
             subscriptions=[(audio_filter, qos), (topics.config, 1)],
             online=Retained(status_topic, online.to_json()),
-            offline=Retained(status_topic, ClientStatus(service.client_name, OFFLINE).to_json()),
+            offline=Retained(status_topic, offline.to_json()),
         )
         self.connection = MqttConnection(settings, self._handle_message)
 
@@ -156,6 +159,10 @@ class InferenceClient:
         except ProtocolError as error:
             self.counts[MALFORMED] += 1
             log.warning("skipped malformed message on %s: %s", message.topic, error)
+            return
+        except Exception:  # a bug must cost one clip, not paho's network thread and so the client
+            self.counts[FAILED] += 1
+            log.exception("failed to answer %s", message.topic)
             return
         self.connection.publish(reply_topic, prediction.to_json(), qos=self.qos)
         self.counts[ANSWERED] += 1

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "mqtt_clips_per_s": round(medians["mqtt"], 2),
         "mqtt_to_in_process": round(medians["mqtt"] / medians["in_process"], 3),
         "mqtt_latency_ms_median": statistics.median(result["latency_ms_median"] for result in runs["mqtt"]),
-        "accuracy": {path: results[0]["accuracy"] for path, results in runs.items()},
+        "accuracy": {path: round(results[0]["accuracy"], 4) for path, results in runs.items()},
         "runs": {path: [round(result["clips_per_s"], 2) for result in results] for path, results in runs.items()},
     }
 
