@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
+import paho.mqtt.publish as publish
 import pytest
 
 import dataset
@@ -25,7 +26,7 @@ from ensemble_tracker import combine
 from inference_fleet import ClientSpec, InferenceFleet, specs_for_models
 from kws_model import ModelMetadata, load_model
 from local_mosquitto import LocalMosquitto
-from mqtt_protocol import ONLINE, BrokerAddress, ClientStatus, Prediction, Topics, encode_features_pack
+from mqtt_protocol import ONLINE, BrokerAddress, ClientStatus, Prediction, ProtocolError, Topics, encode_features_pack
 from preprocessing import compute_features
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,10 @@ class AnswerWatcher:
         self._client.loop_start()
 
     def _record(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
-        prediction = Prediction.from_json(message.payload)
+        try:
+            prediction = Prediction.from_json(message.payload)
+        except ProtocolError:  # the tests' own garbage
+            return
         with self._changed:
             self.counts[prediction.client] += 1
             self.answered_clips.add(TOPICS.clip_id_of(message.topic, "prediction"))
@@ -136,12 +140,16 @@ def test_a_killed_client_leaves_its_clips_to_the_others(
     victim = ensemble_models[-1].name
     watcher.wait_for(5, client=victim)  # the run is under way: 72 clips at 30 a second take 2.4 s
     fleet.kill(victim)
+    stray = Prediction("ghost", "ghost", ("yes", "no"), (0.5, 0.5), 1.0).to_json()
+    for topic, payload in ((TOPICS.prediction("not-a-clip"), stray), (TOPICS.prediction("x"), "{garbage")):
+        publish.single(topic, payload, qos=1, hostname=mosquitto.address.host, port=mosquitto.address.port)
     report = finish(process, report_path)
     assert report["samples"] == 72
     assert report["missing"] == 0, "the other three models answered every clip"
     assert 0 < report["incomplete"] < 72
     assert report["answers_per_clip"]["min"] == 3
     assert 5 <= report["answers_per_model"][victim] < 72
+    assert report["ignored_answers"] == {"malformed": 1, "unknown clip": 1}, "stray answers are counted, not used"
 
 
 @pytest.mark.parametrize("qos", [0, 1])
