@@ -42,12 +42,15 @@ class AnswerWatcher:
         self.counts: Counter[str] = Counter()
         self.answered_clips: set[str] = set()
         self._changed = threading.Condition()
+        subscribed = threading.Event()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self._client.on_connect = lambda client, *_: client.subscribe(TOPICS.all_predictions, qos=1)
+        self._client.on_subscribe = lambda *_: subscribed.set()
         self._client.on_message = self._record
         self._client.reconnect_delay_set(1, 2)
         self._client.connect(broker.host, broker.port)
         self._client.loop_start()
+        assert subscribed.wait(10), "the watcher could not subscribe"
 
     def _record(self, _client, _userdata, message: mqtt.MQTTMessage) -> None:
         try:
@@ -196,7 +199,7 @@ def test_malformed_audio_is_skipped_and_the_client_stays_up(mosquitto, ensemble_
         publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         publisher.connect(mosquitto.address.host, mosquitto.address.port)
         publisher.loop_start()
-        wait_until_online(publisher, "lonely")
+        wait_until_online(mosquitto.address, "lonely")
         for clip_id, payload in bad_messages.items():
             publisher.publish(TOPICS.audio(clip_id), payload, qos=1).wait_for_publish(10)
         publisher.publish(TOPICS.audio("good"), encode_features_pack("good", good, config), qos=1)
@@ -212,17 +215,28 @@ def test_malformed_audio_is_skipped_and_the_client_stays_up(mosquitto, ensemble_
     assert "stopped after 1 answered, 4 skipped: malformed, 1 skipped: other FeatureConfig" in log
 
 
-def wait_until_online(client: mqtt.Client, name: str, timeout_s: float = 30.0) -> None:
-    """Block until ``name`` has published its retained online status."""
-    online = threading.Event()
+def wait_until_online(broker: BrokerAddress, *names: str, timeout_s: float = 30.0) -> None:
+    """Block until every client in ``names`` has published its retained online status."""
+    online: set[str] = set()
+    all_online = threading.Event()
 
     def on_status(_client, _userdata, message: mqtt.MQTTMessage) -> None:
-        if ClientStatus.from_json(message.payload).state == ONLINE:
-            online.set()
+        status = ClientStatus.from_json(message.payload)
+        if status.state == ONLINE:
+            online.add(status.client)
+        if online >= set(names):
+            all_online.set()
 
-    client.message_callback_add(TOPICS.status(name), on_status)
-    client.subscribe(TOPICS.status(name), qos=1)
-    assert online.wait(timeout_s), f"{name} did not come online"
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_connect = lambda connected, *_: connected.subscribe(TOPICS.all_status, qos=1)
+    client.on_message = on_status
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        assert all_online.wait(timeout_s), f"only {sorted(online)} of {names} came online"
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def test_share_groups_split_one_model_between_replicas(
@@ -233,6 +247,7 @@ def test_share_groups_split_one_model_between_replicas(
              ClientSpec(second, "second")]
     report_path = tmp_path / "report.json"
     with InferenceFleet(specs, mosquitto.address, TOPICS.prefix, "5", qos=1, log_dir=tmp_path / "clients"):
+        wait_until_online(mosquitto.address, *(spec.name for spec in specs))  # so both replicas get a share
         process = start_cooperative(mosquitto.address, small_dataset, ensemble_models[0], report_path, "--expect", "2")
         report = finish(process, report_path)
     assert report["answers_per_clip"] == {"min": 2, "mean": 2.0, "max": 2}, "one answer per model, never two"
