@@ -18,7 +18,14 @@ Examples::
     python little_client.py --service http://127.0.0.1:8080 --data-dir DIR --sweep --plot reports/sweep.png
 """
 
+# ruff: noqa: E402 - imports follow the environment line on purpose
 from __future__ import annotations
+
+import os
+
+# One clip at a time: OpenBLAS's thread pool only adds hand-offs to its small
+# matrix products. Measured: Little's median 9.4 ms with it, 0.9 ms without.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import json
