@@ -218,7 +218,19 @@ def run_cascade(
 
 
 def summarize(outcomes: Sequence[ClipOutcome], threshold: float) -> dict[str, Any]:
-    """The run's report: accuracy, Big traffic and latency (see the README for each field)."""
+    """The run's report.
+
+    ``accuracy`` is the cascade's, ``little_accuracy`` Little's alone on the same
+    clips. ``big_requests`` counts the clips sent to Big (margin below
+    ``threshold``), answered or not; ``fallbacks`` those of them Big could not
+    answer, where Little's label stood. ``communication_bytes`` sums the request
+    bodies (the SenML packs) Big answered; ``wire_bytes`` adds the HTTP heads
+    both ways and the response bodies, measured per exchange by
+    :func:`big_client.exchange_bytes`. ``mb_per_800_clips`` scales
+    ``communication_bytes`` to 800 clips (1 MB = 10^6 bytes). Latencies:
+    ``little_*`` is Little's features and inference, ``end_to_end_median`` the
+    whole decision including any Big round trip; WAV reading is in neither.
+    """
     samples = len(outcomes)
     little_ms = np.array([o.little_ms for o in outcomes])
     communication = sum(o.body_bytes for o in outcomes)
@@ -406,6 +418,25 @@ def check_labels(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
     return {"name": info["name"], "sha256": info["sha256"]}
 
 
+def run_sweep(
+    clips: Sequence[Clip], little: KeywordModel, big: BigClient, chosen: float | None, plot_path: Path, progress: bool
+) -> dict[str, Any]:
+    """Ask Big about every clip once, evaluate every threshold offline, print the table, draw the plot."""
+    predictions = predict_both(clips, little, big, desc="sweep", progress=progress)
+    rows = predictions.sweep([*SWEEP_THRESHOLDS, *([chosen] if chosen is not None else [])])
+    print(format_sweep_table(rows))
+    plot_sweep(rows, predictions, plot_path, chosen)
+    return {
+        "mode": "sweep",
+        "samples": len(clips),
+        "threshold": chosen,
+        "little_accuracy": round(predictions.little_accuracy, 6),
+        "big_accuracy": round(predictions.big_accuracy, 6),
+        "plot": str(plot_path),
+        "rows": [row.to_dict() for row in rows],
+    }
+
+
 def run(args: argparse.Namespace, little: KeywordModel, big: BigClient) -> dict[str, Any]:
     """Everything after the models are loaded; returns the report."""
     clips = select_clips(args.data_dir, args.split, little.labels)
@@ -415,32 +446,19 @@ def run(args: argparse.Namespace, little: KeywordModel, big: BigClient) -> dict[
         "split": args.split,
         "little_model": {"name": little.name, "sha256": little.sha256, "file": str(little.source)},
         "big_model": check_labels(little, big),
+        "calibration": None,
     }
-    threshold, calibration = args.threshold, None
+    threshold = args.threshold
     if threshold is None and (not args.sweep or args.target_accuracy is not None):
+        if args.split == CALIBRATION_SPLIT:
+            log.warning("evaluating on the split the threshold is calibrated on flatters the cascade")
         calibration = calibrate_threshold(args.data_dir, little, big, args.target_accuracy, progress)
-        threshold = calibration.threshold
-    report["calibration"] = calibration.to_dict() if calibration else None
+        threshold, report["calibration"] = calibration.threshold, calibration.to_dict()
     if args.sweep:
-        predictions = predict_both(clips, little, big, desc=f"sweep on {args.split}", progress=progress)
-        rows = predictions.sweep([*SWEEP_THRESHOLDS, *([threshold] if threshold is not None else [])])
-        print(format_sweep_table(rows))
-        plot_path = args.plot or DEFAULT_SWEEP_PLOT
-        plot_sweep(rows, predictions, plot_path, threshold)
-        report.update(
-            {
-                "mode": "sweep",
-                "samples": len(clips),
-                "threshold": threshold,
-                "little_accuracy": round(predictions.little_accuracy, 6),
-                "big_accuracy": round(predictions.big_accuracy, 6),
-                "plot": str(plot_path),
-                "rows": [row.to_dict() for row in rows],
-            }
-        )
-        return report
-    report["mode"] = "cascade"
-    report.update(summarize(run_cascade(clips, little, big, threshold, progress), threshold))
+        report.update(run_sweep(clips, little, big, threshold, args.plot or DEFAULT_SWEEP_PLOT, progress))
+    else:
+        report["mode"] = "cascade"
+        report.update(summarize(run_cascade(clips, little, big, threshold, progress), threshold))
     return report
 
 
