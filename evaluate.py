@@ -175,7 +175,9 @@ def check_data_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error("--clips-per-label must be at least 1")
 
 
-def select_clips(parser: argparse.ArgumentParser, args: argparse.Namespace, labels: Sequence[str]) -> list[dataset.Clip]:
+def select_clips(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, labels: Sequence[str]
+) -> list[dataset.Clip]:
     """The clips to evaluate, in the model's labels; any problem is a usage error naming its flag."""
     try:
         dataset.list_clips(args.data_dir, labels)

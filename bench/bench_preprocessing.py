@@ -10,6 +10,7 @@ include turning TensorFlow's result into a numpy array, as a caller must.
     python bench/bench_preprocessing.py --data-dir ../shared/data/speech_commands
 """
 
+# ruff: noqa: E402 - imports follow a sys.path line on purpose
 from __future__ import annotations
 
 import os

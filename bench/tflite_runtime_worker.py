@@ -11,6 +11,7 @@ falls back to it exactly as it would on a Pi that has only that one.
         --model-file models/little.tflite.zlib --clip DIR/yes/x_nohash_0.wav
 """
 
+# ruff: noqa: E402 - imports follow a sys.path line on purpose
 from __future__ import annotations
 
 import argparse

@@ -78,14 +78,6 @@ def small_dataset(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return target
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "tflite_runtime: runs the shipped models under tflite-runtime 2.14 in .venv-tflite214 "
-        "(skipped when that venv is missing; make it with python bench/check_tflite_runtime.py)",
-    )
-
-
 #: The shipped models; $KWS_MODELS_DIR points the REST tests at another folder of them.
 MODELS_DIR = Path(os.environ.get("KWS_MODELS_DIR", REPO_ROOT / "models"))
 

@@ -189,7 +189,9 @@ def test_real_clip_decodes_to_one_second(data_dir: Path) -> None:
     [(8_000, 1, 2, "8000 Hz"), (44_100, 1, 2, "44100 Hz"), (16_000, 2, 2, "2 channel"), (16_000, 1, 1, "8-bit"),
      (16_000, 1, 4, "32-bit")],
 )
-def test_wrong_wav_format_is_a_clear_error(tmp_path: Path, rate: int, channels: int, width: int, described: str) -> None:
+def test_wrong_wav_format_is_a_clear_error(
+    tmp_path: Path, rate: int, channels: int, width: int, described: str
+) -> None:
     path = tmp_path / "odd.wav"
     path.write_bytes(wav_bytes(np.zeros(1_000 * channels * width, dtype=np.uint8), rate, channels, width))
     with pytest.raises(DatasetError, match=f"odd.wav: expected 16000 Hz mono 16-bit PCM, got .*{described}"):

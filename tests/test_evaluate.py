@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import MODELS_DIR
 
 import evaluate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MODELS_DIR = Path(os.environ.get("KWS_MODELS_DIR", REPO_ROOT / "models"))
 STEMS = [path.with_suffix("") for path in sorted(MODELS_DIR.glob("*.json"))]
 
 #: Runs evaluate.py as a fresh clone with only the runtime requirements would:
@@ -78,19 +77,18 @@ def test_data_dir_without_clips_names_the_flag(
 
 
 @pytest.mark.parametrize("stem", STEMS, ids=[stem.name for stem in STEMS])
-def test_report_is_consistent_and_needs_no_tensorflow(stem: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_report_reproduces_training_and_needs_no_tensorflow(stem: Path, data_dir: Path, tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     completed = subprocess.run(
         [sys.executable, "-c", WITHOUT_TENSORFLOW, "--model", str(stem), "--data-dir", str(data_dir),
-         "--clips-per-label", "3", "--report", str(report_path), "--quiet"],
+         "--report", str(report_path), "--quiet"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     assert completed.returncode == 0, completed.stderr
     report = json.loads(report_path.read_text())
     matrix = report["confusion_matrix"]
-    assert report["samples"] == sum(map(sum, matrix)) == 3 * len(report["labels"])
+    assert report["samples"] == sum(map(sum, matrix))
     assert report["accuracy"] == pytest.approx(sum(matrix[i][i] for i in range(len(matrix))) / report["samples"])
-    assert report["accuracy"] >= 0.5, "a trained model scores far above chance (1/8)"
     assert list(report["per_class"]) == report["labels"]
     assert Path(report["model"]["file"]).stat().st_size == report["model_bytes"]
     metadata = json.loads(stem.with_suffix(".json").read_text())
@@ -101,6 +99,15 @@ def test_report_is_consistent_and_needs_no_tensorflow(stem: Path, data_dir: Path
     assert report["split"] == "test" and report["interpreter"].endswith("interpreter")
     assert f"accuracy     {report['accuracy']:.4f}" in completed.stdout
     assert "confusion matrix" in completed.stdout
+
+    # Training measured the same test speakers of this folder with TensorFlow's
+    # batch pipeline; the shipped per-clip path must reproduce it. One clip may
+    # flip on a near-tie, as batch and single-clip round-off differ.
+    measured = metadata.get("accuracy", {}).get("test_by_data_dir", {}).get(data_dir.name)
+    if measured is None:
+        pytest.skip(f"{stem.name}.json has no test accuracy measured on {data_dir.name} to compare with")
+    assert report["samples"] == measured["samples"]
+    assert report["accuracy"] == pytest.approx(measured["accuracy"], abs=1 / measured["samples"] + 1e-4)
 
 
 def test_course_split_file_and_all_split(data_dir: Path, first_stem: Path, capsys: pytest.CaptureFixture[str]) -> None:
