@@ -16,6 +16,8 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="TensorFlow is not installed (CI installs it)")
 
+from conftest import MODELS_DIR
+
 import dataset
 import preprocessing
 import tf_reference_features as tf_reference
@@ -25,7 +27,6 @@ from preprocessing import FeatureConfig
 tf_reference.limit_threads(1)
 
 RTOL = 1e-4
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 #: Configs of our own, each reaching a path the shipped ones might not.
 OWN_CONFIGS = {
@@ -43,10 +44,14 @@ OWN_CONFIGS = {
 
 
 def shipped_configs() -> dict[str, FeatureConfig]:
-    return {path.stem: ModelMetadata.read(path).feature_config for path in sorted(MODELS_DIR.glob("*.json"))}
+    """Each distinct FeatureConfig of the shipped models, named after the models using it."""
+    users: dict[FeatureConfig, list[str]] = {}
+    for path in sorted(MODELS_DIR.glob("*.json")):
+        users.setdefault(ModelMetadata.read(path).feature_config, []).append(path.stem)
+    return {"model-" + "+".join(names): config for config, names in users.items()}
 
 
-ALL_CONFIGS = {**{f"model-{name}": config for name, config in shipped_configs().items()}, **OWN_CONFIGS}
+ALL_CONFIGS = {**shipped_configs(), **OWN_CONFIGS}
 
 
 def assert_close_to_reference(actual: np.ndarray, reference: np.ndarray) -> None:
