@@ -160,6 +160,13 @@ class SplitData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, fraction: float, seed: int) -> SplitData:
+        """A random ``fraction`` of the clips (for learning curves), the same for a given seed."""
+        if fraction >= 1.0:
+            return self
+        rows = np.sort(np.random.default_rng(seed).permutation(len(self))[: max(1, int(len(self) * fraction))])
+        return SplitData(self.audio[rows], self.labels[rows], self.sources[rows])
+
 
 @functools.lru_cache(maxsize=8)
 def load_split(data_dirs: tuple[Path, ...], split: str, labels: tuple[str, ...]) -> SplitData:
@@ -460,8 +467,19 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def train_recipe(name: str, recipe: Recipe, data_dirs: Sequence[Path], output_dir: Path, seed: int) -> dict[str, Any]:
-    """Train one recipe end to end and write its files; returns its metadata."""
+def train_recipe(
+    name: str,
+    recipe: Recipe,
+    data_dirs: Sequence[Path],
+    output_dir: Path,
+    seed: int,
+    train_fraction: float = 1.0,
+) -> dict[str, Any]:
+    """Train one recipe end to end and write its files; returns its metadata.
+
+    ``train_fraction`` < 1 trains on a random part of the training clips, for
+    learning curves (``bench/learning_curve.py``); validation and test stay whole.
+    """
     import tensorflow as tf
     import tf_keras as keras
 
@@ -470,7 +488,7 @@ def train_recipe(name: str, recipe: Recipe, data_dirs: Sequence[Path], output_di
     tf.config.experimental.enable_op_determinism()
     labels = list(dataset.DEFAULT_LABELS)
     splits = {split: load_split(tuple(data_dirs), split, tuple(labels)) for split in ("train", "validation", "test")}
-    train_data = splits["train"]
+    splits["train"] = train_data = splits["train"].subset(train_fraction, seed)
     features = {split: clean_features(data.audio, recipe.features) for split, data in splits.items()}
     train_sequence = make_training_sequence(recipe, train_data, seed)
     weights = class_weights(train_data.labels, len(labels))
@@ -520,6 +538,7 @@ def train_recipe(name: str, recipe: Recipe, data_dirs: Sequence[Path], output_di
             "data_dirs": [Path(d).name for d in data_dirs],
             "split": "speaker hash (dataset.partition_of), 80/10/10",
             "train_clips": len(train_data),
+            "train_fraction": train_fraction,
             "train_clips_per_label": {
                 lab: int(n) for lab, n in zip(labels, np.bincount(train_data.labels, minlength=len(labels)))
             },
