@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ log = logging.getLogger("bench_rest")
 DEFAULT_REPORT = Path("reports/bench_rest.json")
 #: A clip classifier for one worker thread; called once per clip.
 Classify = Callable[[np.ndarray], Any]
+PATHS = ("in_process", "http")
 
 
 def pick_clips(data_dir: Path, count: int) -> list[np.ndarray]:
@@ -67,7 +69,24 @@ def pick_clips(data_dir: Path, count: int) -> list[np.ndarray]:
     return [dataset.read_wav(clip.path) for clip in clips[::step][:count]]
 
 
-def clips_per_second(classifiers: Sequence[Classify], audio: Sequence[np.ndarray]) -> float:
+@dataclass(frozen=True)
+class Measurement:
+    """One timed pass over the clips: throughput, and CPU time per clip on each side."""
+
+    clips_per_s: float
+    client_cpu_ms: float
+    """CPU of this process (every thread) per clip: the in-process path, or the HTTP clients."""
+    server_cpu_ms: float | None
+    """CPU of the service process per clip; None for the in-process path."""
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), all its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(classifiers: Sequence[Classify], audio: Sequence[np.ndarray], server_pid: int | None) -> Measurement:
     """Throughput with one thread per classifier, each taking every n-th clip."""
     workers = len(classifiers)
 
@@ -75,11 +94,18 @@ def clips_per_second(classifiers: Sequence[Classify], audio: Sequence[np.ndarray
         for samples in audio[index::workers]:
             classifiers[index](samples)
 
+    server_before = server_cpu_seconds(server_pid) if server_pid else 0.0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        started = time.perf_counter()
+        cpu_before, started = time.process_time(), time.perf_counter()
         list(pool.map(work, range(workers)))
-        elapsed = time.perf_counter() - started
-    return len(audio) / elapsed
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_before
+    server_cpu = server_cpu_seconds(server_pid) - server_before if server_pid else None
+    per_clip_ms = 1000.0 / len(audio)
+    return Measurement(
+        clips_per_s=len(audio) / elapsed,
+        client_cpu_ms=cpu * per_clip_ms,
+        server_cpu_ms=None if server_cpu is None else server_cpu * per_clip_ms,
+    )
 
 
 def free_port() -> int:
@@ -116,25 +142,48 @@ class ServiceProcess:
         self.process.wait(timeout=15)
 
 
+def median_of(runs: list[Measurement], field: str) -> float | None:
+    values = [getattr(run, field) for run in runs]
+    return None if values[0] is None else round(statistics.median(values), 3)
+
+
+def summarize(runs: dict[tuple[str, int], list[Measurement]], clients: int) -> dict[str, Any]:
+    """Medians for one client count, with the CPU cost per clip that explains the ratio."""
+    in_process, http = runs[("in_process", clients)], runs[("http", clients)]
+    in_process_rate, http_rate = median_of(in_process, "clips_per_s"), median_of(http, "clips_per_s")
+    return {
+        "clients": clients,
+        "in_process_clips_per_s": round(in_process_rate, 2),
+        "http_clips_per_s": round(http_rate, 2),
+        "http_to_in_process": round(http_rate / in_process_rate, 3),
+        "cpu_ms_per_clip": {
+            "in_process": median_of(in_process, "client_cpu_ms"),
+            "http_clients": median_of(http, "client_cpu_ms"),
+            "http_server": median_of(http, "server_cpu_ms"),
+        },
+        "runs_clips_per_s": {path: [round(run.clips_per_s, 2) for run in runs[(path, clients)]] for path in PATHS},
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     audio = pick_clips(args.data_dir, args.clips)
     model = load_model(args.model)
     log.info("%d clips, Big model %s, clients %s, %d repeats", len(audio), model.name, args.clients, args.repeats)
-    runs: dict[tuple[str, int], list[float]] = {}
+    runs: dict[tuple[str, int], list[Measurement]] = {}
     most = max(args.clients)
     with ServiceProcess(args.model, args.server_threads) as service:
         http_clients = [BigClient(service.url, timeout=30) for _ in range(most)]
-        paths: dict[str, list[Classify]] = {
-            "in_process": [model.clone().predict_audio for _ in range(most)],  # one interpreter per thread
-            "http": [client.predict for client in http_clients],
+        paths: dict[str, tuple[list[Classify], int | None]] = {
+            "in_process": ([model.clone().predict_audio for _ in range(most)], None),  # one interpreter per thread
+            "http": ([client.predict for client in http_clients], service.process.pid),
         }
-        for classifiers in paths.values():
+        for classifiers, _ in paths.values():
             for classify in classifiers:  # warm up: first inference, keep-alive connections, server-side clones
                 classify(audio[0])
         for _ in tqdm(range(args.repeats), desc="repeats", unit="repeat"):
             for clients in args.clients:
-                for path, classifiers in paths.items():
-                    runs.setdefault((path, clients), []).append(clips_per_second(classifiers[:clients], audio))
+                for path, (classifiers, server_pid) in paths.items():
+                    runs.setdefault((path, clients), []).append(measure(classifiers[:clients], audio, server_pid))
         for client in http_clients:
             client.close()
     return {
@@ -147,20 +196,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_count": os.cpu_count(),
             "machine": platform.machine(),
             "python": platform.python_version(),
-            "server": "big_service.py in a child process, cheroot",
+            "server": "big_service.py in a child process (cheroot + CherryPy)",
         },
-        "results": [
-            {
-                "clients": clients,
-                "in_process_clips_per_s": round(statistics.median(runs[("in_process", clients)]), 2),
-                "http_clips_per_s": round(statistics.median(runs[("http", clients)]), 2),
-                "http_to_in_process": round(
-                    statistics.median(runs[("http", clients)]) / statistics.median(runs[("in_process", clients)]), 3
-                ),
-                "runs": {path: [round(rate, 2) for rate in runs[(path, clients)]] for path in paths},
-            }
-            for clients in args.clients
-        ],
+        "results": [summarize(runs, clients) for clients in args.clients],
     }
 
 
@@ -188,10 +226,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     report = run(args)
     rows = [
-        [row["clients"], row["in_process_clips_per_s"], row["http_clips_per_s"], row["http_to_in_process"]]
+        [
+            row["clients"],
+            row["in_process_clips_per_s"],
+            row["http_clips_per_s"],
+            row["http_to_in_process"],
+            row["cpu_ms_per_clip"]["in_process"],
+            f"{row['cpu_ms_per_clip']['http_clients']:.2f} + {row['cpu_ms_per_clip']['http_server']:.2f}",
+        ]
         for row in report["results"]
     ]
-    print(format_table(["clients", "in-process clips/s", "HTTP clips/s", "HTTP / in-process"], rows, float_digits=2))
+    headers = ["clients", "in-process clips/s", "HTTP clips/s", "HTTP / in-process", "CPU ms/clip in-process"]
+    print(format_table([*headers, "CPU ms/clip HTTP (client + server)"], rows, float_digits=2))
     write_json_report(args.report, report)
     log.info("report written to %s", args.report)
     return 0
