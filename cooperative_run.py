@@ -42,7 +42,7 @@ from preprocessing import FeatureConfig
 log = logging.getLogger("cooperative_run")
 
 MALFORMED_ANSWER = "malformed"
-#: How often the run wakes up to expire deadlines and check the spawned clients.
+#: How often the wait for clients to come online checks that the spawned ones are still alive.
 POLL_S = 0.1
 
 
@@ -190,7 +190,7 @@ class CooperativeRun:
             if timeout is None or timeout <= 0:
                 events = [self._events.get_nowait()]
             else:
-                events = [self._events.get(timeout=min(timeout, POLL_S * 10))]
+                events = [self._events.get(timeout=timeout)]
             while not self._events.empty():
                 events.append(self._events.get_nowait())
         except queue.Empty:
