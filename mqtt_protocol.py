@@ -27,6 +27,7 @@ treats differently (a valid pack it must not answer).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -177,19 +178,28 @@ class FeaturesMessage:
     """Unix seconds when the pack was made (its SenML time)."""
 
 
+@functools.lru_cache(maxsize=16)
 def config_json(config: FeatureConfig) -> str:
-    """Canonical JSON of a FeatureConfig: sorted keys, no spaces, same text on every machine."""
+    """Canonical JSON of a FeatureConfig: sorted keys, no spaces, same text on every machine.
+
+    Cached, like its inverse, because every pack carries it: a run has one config.
+    """
     return json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
 def config_from_json(text: str, where: str = "config") -> FeatureConfig:
     try:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
-        return FeatureConfig.from_dict(data)
+        return _parse_config(text)
     except (ValueError, TypeError) as error:  # JSONDecodeError is a ValueError; FeatureConfig raises both
         raise ProtocolError(f"{where}: not a FeatureConfig ({error})") from error
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_config(text: str) -> FeatureConfig:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+    return FeatureConfig.from_dict(data)
 
 
 def encode_features_pack(
