@@ -126,7 +126,12 @@ def build_res_cnn(
 
 
 def _standardize(x, normalization):
-    """Per-bin standardisation with fixed training-set statistics, as a graph layer."""
+    """Per-bin standardisation with fixed training-set statistics, as a graph layer.
+
+    ``None`` leaves the input as it is: the caller standardises (int8 models, see train.py).
+    """
+    if normalization is None:
+        return x
     mean, variance = normalization
     return layers.Normalization(axis=-1, mean=mean, variance=variance, name="standardize")(x)
 
@@ -137,7 +142,8 @@ _BUILDERS = {"cnn": build_cnn, "ds_cnn": build_ds_cnn, "tc_resnet": build_tc_res
 def build_model(architecture: str, input_shape, num_labels: int, normalization, **options) -> keras.Model:
     """Build one of :data:`ARCHITECTURES` with its options (width, blocks, dropout, ...).
 
-    ``normalization`` is ``(mean, variance)`` per feature bin, from the training set.
+    ``normalization`` is ``(mean, variance)`` per feature bin, from the training set,
+    or ``None`` for a model that is given standardised features.
     """
     try:
         builder = _BUILDERS[architecture]

@@ -86,7 +86,7 @@ class Recipe:
     label_smoothing: float = 0.05
     prune_sparsity: float = 0.0
     """Final fraction of zero weights after magnitude pruning (0: no pruning)."""
-    prune_epochs: int = 10
+    prune_epochs: int = 20
     quantization: str = "float32"
     """'float32', or 'int8' (full-integer post-training quantization, float I/O)."""
     compress: bool = False
@@ -208,7 +208,23 @@ def augmented_epoch(recipe: Recipe, data: SplitData, epoch_seed: int) -> tuple[n
     return _AUGMENTED_EPOCHS[key]
 
 
-def make_training_sequence(recipe: Recipe, data: SplitData, seed: int):
+@dataclass(frozen=True)
+class InputStandardization:
+    """Per-bin ``(features - mean) / std`` applied before the model (int8 models only)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        return ((features - self.mean) / self.std).astype(np.float32)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+
+def make_training_sequence(
+    recipe: Recipe, data: SplitData, seed: int, standardization: InputStandardization | None = None
+):
     """A Keras Sequence that gives every epoch freshly augmented clips.
 
     Augmenting and featurising ~4 500 clips takes seconds, as long as an epoch of
@@ -237,7 +253,8 @@ def make_training_sequence(recipe: Recipe, data: SplitData, seed: int):
 
         def __getitem__(self, index: int):
             rows = self.order[index * recipe.batch_size : (index + 1) * recipe.batch_size]
-            return self.features[rows], data.labels[rows]
+            batch = self.features[rows]
+            return (standardization.apply(batch) if standardization else batch), data.labels[rows]
 
     return AugmentedClips()
 
@@ -303,25 +320,26 @@ def train_float_model(recipe: Recipe, train, val_x, val_y, weights, num_labels: 
 
 
 def prune(model, recipe: Recipe, train, val_x, val_y, weights):
-    """Magnitude pruning (tfmot) to the recipe's sparsity, fine-tuned, then stripped.
+    """Gradual magnitude pruning (tfmot) to the recipe's sparsity, fine-tuned, then stripped.
 
-    tfmot's ``PolynomialDecay`` updates the mask only every ``frequency`` steps
-    (default 100): a short fine-tune would finish barely pruned, so we update
-    every few steps and end the ramp two epochs before training does.
+    The sparsity ramps up over the first 60 % of the fine-tuning epochs; the rest
+    let the network recover at full sparsity, and the best of those epochs (on
+    validation) is kept. tfmot's ``PolynomialDecay`` updates the mask only every
+    ``frequency`` steps (default 100), which would leave a short fine-tune barely
+    pruned, so it is updated four times an epoch here.
     """
     import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
 
     steps_per_epoch = len(train)
-    end_step = steps_per_epoch * max(1, recipe.prune_epochs - 2)
+    ramp_epochs = max(1, int(recipe.prune_epochs * 0.6))
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0,
         final_sparsity=recipe.prune_sparsity,
         begin_step=0,
-        end_step=end_step,
+        end_step=steps_per_epoch * ramp_epochs,
         frequency=max(1, steps_per_epoch // 4),
     )
-    import tf_keras as keras
-
     prunable = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 
     def wrap(layer):  # weight layers only (tfmot refuses Normalization); trained weights are kept
@@ -338,8 +356,8 @@ def prune(model, recipe: Recipe, train, val_x, val_y, weights):
         val_y,
         weights,
         recipe.prune_epochs,
-        recipe.learning_rate / 5,
-        [tfmot.sparsity.keras.UpdatePruningStep()],
+        recipe.learning_rate / 3,
+        [tfmot.sparsity.keras.UpdatePruningStep(), KeepBestWeights(from_epoch=ramp_epochs)],
     )
     return tfmot.sparsity.keras.strip_pruning(pruned)
 
@@ -423,7 +441,8 @@ class KeepBestWeights:
     that uses all its epochs would otherwise end on its last, not its best, weights.
     """
 
-    def __new__(cls):
+    def __new__(cls, from_epoch: int = 0):
+        """Only epochs from ``from_epoch`` (0-based) on compete, e.g. those at full sparsity."""
         import tf_keras as keras
 
         class _Callback(keras.callbacks.Callback):
@@ -432,7 +451,7 @@ class KeepBestWeights:
 
             def on_epoch_end(self, epoch, logs=None):
                 accuracy = (logs or {}).get("val_accuracy", -1.0)
-                if accuracy > self.best_accuracy:
+                if epoch >= from_epoch and accuracy > self.best_accuracy:
                     self.best_accuracy, self.best_weights = accuracy, self.model.get_weights()
 
             def on_train_end(self, logs=None):
@@ -490,12 +509,21 @@ def train_recipe(
     splits = {split: load_split(tuple(data_dirs), split, tuple(labels)) for split in ("train", "validation", "test")}
     splits["train"] = train_data = splits["train"].subset(train_fraction, seed)
     features = {split: clean_features(data.audio, recipe.features) for split, data in splits.items()}
-    train_sequence = make_training_sequence(recipe, train_data, seed)
+    mean, variance = features["train"].mean(axis=(0, 1)), features["train"].var(axis=(0, 1))
+    # A float model standardises its input in the graph. A full-integer one cannot do it
+    # well there: its input is quantized per tensor *before* any layer runs, so MFCC 0
+    # (tens of units wide) would leave the higher coefficients a handful of int8 steps.
+    # Such models take standardised features instead, with the statistics in their
+    # metadata, where kws_model applies them.
+    standardize_outside = recipe.quantization == "int8"
+    standardization = InputStandardization(mean, np.sqrt(variance + 1e-6)) if standardize_outside else None
+    if standardization is not None:
+        features = {split: standardization.apply(values) for split, values in features.items()}
+    train_sequence = make_training_sequence(recipe, train_data, seed, standardization)
     weights = class_weights(train_data.labels, len(labels))
     val_x, val_y = features["validation"], splits["validation"].labels
 
-    train_features = features["train"]
-    normalization = (train_features.mean(axis=(0, 1)), train_features.var(axis=(0, 1)))
+    normalization = None if standardize_outside else (mean, variance)
     model, history = train_float_model(recipe, train_sequence, val_x, val_y, weights, len(labels), normalization)
     float_val_accuracy = float(max(history.history["val_accuracy"]))
     if recipe.prune_sparsity:
@@ -533,6 +561,7 @@ def train_recipe(
         "feature_config": recipe.features.to_dict(),
         "input_shape": list(recipe.features.shape),
         "output": "probabilities",
+        **({"input_standardization": standardization.to_dict()} if standardization else {}),
         "architecture": {"type": recipe.architecture, **recipe.options, "parameters": int(model.count_params())},
         "training": {
             "data_dirs": [Path(d).name for d in data_dirs],
