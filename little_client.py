@@ -341,19 +341,29 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         description="Classify clips with the Little model and ask the Big service when Little is unsure.",
         epilog="Without --threshold the threshold is calibrated on the validation split, never on the test split.",
     )
-    parser.add_argument("--service", default=DEFAULT_SERVICE, help="Big service base URL (default: %(default)s)")
-    parser.add_argument("--data-dir", type=Path, required=True, help="Speech Commands folder (<label>/<clip>.wav)")
     parser.add_argument(
-        "--split", default="test", help="train, validation, test, all, or a split file (default: %(default)s)"
+        "--service", metavar="URL", default=DEFAULT_SERVICE, help="Big service base URL (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, required=True, metavar="DIR", help="Speech Commands folder (<label>/<clip>.wav)"
+    )
+    parser.add_argument(
+        "--split",
+        default="test",
+        metavar="SPLIT",
+        help="train, validation, test, all, or a split file (default: %(default)s)",
     )
     parser.add_argument(
         "--model",
+        metavar="STEM",
         type=Path,
         default=DEFAULT_MODEL,
         help="Little model stem; its .tflite.zlib is loaded (default: %(default)s)",
     )
     choice = parser.add_mutually_exclusive_group()
-    choice.add_argument("--threshold", type=float, help="ask Big when Little's score margin is below this, 0 to 1")
+    choice.add_argument(
+        "--threshold", type=float, metavar="T", help="ask Big when Little's score margin is below this, 0 to 1"
+    )
     choice.add_argument(
         "--target-accuracy",
         type=float,
@@ -362,6 +372,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     )
     parser.add_argument(
         "--report",
+        metavar="JSON",
         type=Path,
         help=f"write the JSON report here (default: print it; with --sweep: {DEFAULT_SWEEP_REPORT})",
     )
@@ -369,21 +380,26 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         "--sweep", action="store_true", help="evaluate a range of thresholds offline (asks Big about every clip once)"
     )
     parser.add_argument(
-        "--plot", type=Path, help=f"with --sweep: PNG of accuracy against MB sent (default: {DEFAULT_SWEEP_PLOT})"
+        "--plot",
+        type=Path,
+        metavar="PNG",
+        help=f"with --sweep: PNG of accuracy against MB sent (default: {DEFAULT_SWEEP_PLOT})",
     )
     parser.add_argument(
         "--timeout",
+        metavar="S",
         type=float,
         default=DEFAULT_TIMEOUT_S,
         help="seconds per Big request attempt (default: %(default)s)",
     )
     parser.add_argument(
         "--retries",
+        metavar="N",
         type=int,
         default=DEFAULT_RETRIES,
         help="extra attempts on network errors and 502/503/504 (default: %(default)s)",
     )
-    parser.add_argument("--device", help="device id in the SenML base name (default: this host's name)")
+    parser.add_argument("--device", metavar="ID", help="device id in the SenML base name (default: this host's name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
