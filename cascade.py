@@ -54,7 +54,8 @@ class CascadeOutcome:
     mb_per_800_clips: float
 
     def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        """For JSON reports: fractions to 6 decimals, like every other figure in them."""
+        return {name: round(value, 6) if isinstance(value, float) else value for name, value in asdict(self).items()}
 
 
 @dataclass(frozen=True)
