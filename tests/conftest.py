@@ -107,14 +107,6 @@ def mosquitto(tmp_path: Path):
 
 
 @pytest.fixture(scope="session")
-def ensemble_models(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """models/ensemble_1..4 once trained, else four tiny stand-ins (built with TensorFlow, cached)."""
-    shipped = [MODELS_DIR / f"ensemble_{index}" for index in range(1, 5)]
-    if all(stem.with_suffix(".json").is_file() for stem in shipped):
-        return shipped
-    pytest.importorskip("tensorflow", reason="no trained ensemble in models/ and no TensorFlow to build stand-ins")
-    from tiny_models import tiny_ensemble
-
-    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
-    directory = cache.mkdir("tiny_kws_models") if cache else tmp_path_factory.mktemp("tiny_kws_models")
-    return tiny_ensemble(Path(directory))
+def ensemble_models() -> list[Path]:
+    """The four shipped ensemble members, models/ensemble_1..4 (or $KWS_MODELS_DIR's)."""
+    return [shipped_model(f"ensemble_{index}") for index in range(1, 5)]
