@@ -54,8 +54,9 @@ class CascadeOutcome:
     mb_per_800_clips: float
 
     def to_dict(self) -> dict[str, float | int]:
-        """For JSON reports: fractions to 6 decimals, like every other figure in them."""
-        return {name: round(value, 6) if isinstance(value, float) else value for name, value in asdict(self).items()}
+        """For JSON reports: fractions to 6 decimals like every other figure; the threshold exact."""
+        rounded = {"accuracy", "big_fraction", "mb_per_800_clips"}
+        return {name: round(value, 6) if name in rounded else value for name, value in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,15 @@ class PairedPredictions:
         return [self.evaluate(threshold) for threshold in sorted(set(thresholds))]
 
     def candidate_thresholds(self) -> np.ndarray:
-        """Every threshold that changes a decision: 0, and just above each distinct margin."""
+        """Every threshold that makes a different decision on these clips: 0, each midpoint
+        between neighbouring distinct margins, and just above the largest.
+
+        Midpoints rather than values just above a margin, so that a clip of another
+        split whose margin lies between two calibration clips' is not decided by a hair.
+        """
         distinct = np.unique(np.asarray(self.margins, dtype=np.float64))
-        return np.concatenate([[0.0], np.nextafter(distinct, np.inf)])
+        midpoints = (distinct[:-1] + distinct[1:]) / 2
+        return np.concatenate([[0.0], midpoints, [np.nextafter(distinct[-1], np.inf)]])
 
     def calibrate(self, target_accuracy: float) -> CascadeOutcome:
         """The lowest threshold (so the fewest Big requests) whose accuracy reaches the target.

@@ -124,6 +124,8 @@ def calibrate_threshold(
 ) -> Calibration:
     """The lowest threshold reaching ``target_accuracy`` on the validation split (default: Big's accuracy there)."""
     clips = tuple(select_clips(data_dir, CALIBRATION_SPLIT, little.labels))
+    if not clips:
+        raise DatasetError(f"{data_dir} has no {CALIBRATION_SPLIT} clips to calibrate on; pass --threshold")
     predictions = predict_both(clips, little, big, desc="calibrating on validation", progress=progress)
     target = predictions.big_accuracy if target_accuracy is None else target_accuracy
     outcome = predictions.calibrate(target)
