@@ -14,6 +14,13 @@ Both include feature extraction; ``http`` adds encoding, the HTTP round trip and
 decoding. Each (path, clients) pair runs ``--repeats`` times, interleaved so a
 change in machine load hits every pair alike, and the medians are quoted.
 
+To show where the difference goes, the report also gives the CPU time per clip
+on each side (this process's threads; the service's from /proc) and the CPU of
+a bare ``GET /health``, the floor under any exchange through requests, cheroot
+and CherryPy. Once the cores are saturated (8 clients) throughput is inversely
+proportional to CPU per clip, so HTTP / in-process is close to
+in-process CPU / (client + server CPU).
+
     python bench/bench_rest.py --data-dir ../shared/data/speech_commands
 """
 
@@ -142,6 +149,17 @@ class ServiceProcess:
         self.process.wait(timeout=15)
 
 
+def http_floor_cpu_ms(client: BigClient, server_pid: int, calls: int = 300) -> dict[str, float]:
+    """CPU per bare ``GET /health`` on each side: what any request costs before SenML or the model."""
+    server_before, client_before = server_cpu_seconds(server_pid), time.process_time()
+    for _ in range(calls):
+        client.health()
+    return {
+        "client": round((time.process_time() - client_before) * 1000 / calls, 3),
+        "server": round((server_cpu_seconds(server_pid) - server_before) * 1000 / calls, 3),
+    }
+
+
 def median_of(runs: list[Measurement], field: str) -> float | None:
     values = [getattr(run, field) for run in runs]
     return None if values[0] is None else round(statistics.median(values), 3)
@@ -184,6 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for clients in args.clients:
                 for path, (classifiers, server_pid) in paths.items():
                     runs.setdefault((path, clients), []).append(measure(classifiers[:clients], audio, server_pid))
+        floor = http_floor_cpu_ms(http_clients[0], service.process.pid)
         for client in http_clients:
             client.close()
     return {
@@ -199,6 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "server": "big_service.py in a child process (cheroot + CherryPy)",
         },
         "results": [summarize(runs, clients) for clients in args.clients],
+        "http_floor_cpu_ms_per_request": floor,
     }
 
 
@@ -238,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     headers = ["clients", "in-process clips/s", "HTTP clips/s", "HTTP / in-process", "CPU ms/clip in-process"]
     print(format_table([*headers, "CPU ms/clip HTTP (client + server)"], rows, float_digits=2))
+    floor = report["http_floor_cpu_ms_per_request"]
+    print(f"a bare GET /health costs {floor['client']:.2f} + {floor['server']:.2f} ms CPU (client + server)")
     write_json_report(args.report, report)
     log.info("report written to %s", args.report)
     return 0
