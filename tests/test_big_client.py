@@ -102,3 +102,10 @@ def test_connection_refused_is_unavailable_and_warned_once(caplog) -> None:
             with pytest.raises(BigUnavailable):
                 big.predict(np.zeros(100, dtype=np.int16))
     assert sum("unreachable" in record.getMessage() for record in caplog.records) == 1
+
+
+def test_a_silent_service_times_out_as_unavailable() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections (backlog), never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with BigClient(url, timeout=0.2, retries=0) as big, pytest.raises(BigUnavailable, match="timed out"):
+            big.predict(np.zeros(100, dtype=np.int16))
