@@ -485,6 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:  # urllib3 warns about every retried attempt; BigClient reports an outage once
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     try:
         little = load_model(args.model, prefer="zlib")
     except ModelError as error:
