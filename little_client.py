@@ -312,6 +312,10 @@ def plot_sweep(
         label=f"Little alone {predictions.little_accuracy:.3f}",
     )
     for row, x in zip(rows, megabytes):
+        if round(row.threshold * 20) % 4 == 0:  # label every 0.2 of threshold, enough to read the curve
+            axes.annotate(
+                f"{row.threshold:g}", (x, row.accuracy), textcoords="offset points", xytext=(4, 4), fontsize=7
+            )
         if row.threshold == chosen:
             axes.scatter(
                 [x],
@@ -326,7 +330,7 @@ def plot_sweep(
     axes.set_ylabel("accuracy")
     axes.set_title("Big/Little cascade: accuracy against communication")
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
+    axes.legend(loc="best")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
