@@ -114,6 +114,18 @@ class PairedPredictions:
         midpoints = (distinct[:-1] + distinct[1:]) / 2
         return np.concatenate([[0.0], midpoints, [np.nextafter(distinct[-1], np.inf)]])
 
+    def calibrate_budget(self, max_big_fraction: float) -> CascadeOutcome:
+        """The most accurate threshold that sends at most ``max_big_fraction`` of the clips to Big.
+
+        Among equally accurate thresholds the lowest (fewest requests) wins. This is
+        the rule to use when Little is much weaker on the calibration clips than on
+        the clips it will meet: a target accuracy would then buy far more traffic
+        than it needs, while a traffic budget holds whatever the split.
+        """
+        outcomes = [self.evaluate(threshold) for threshold in self.candidate_thresholds()]
+        affordable = [outcome for outcome in outcomes if outcome.big_fraction <= max_big_fraction]
+        return max(affordable, key=lambda outcome: (outcome.accuracy, -outcome.big_requests))
+
     def calibrate(self, target_accuracy: float) -> CascadeOutcome:
         """The lowest threshold (so the fewest Big requests) whose accuracy reaches the target.
 

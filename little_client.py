@@ -7,9 +7,10 @@ Big's label is the answer. When Big cannot be reached, Little's answer stands
 and the clip is counted in ``fallbacks``.
 
 The threshold is either given (``--threshold``) or calibrated on the
-*validation* split, never the test split, as the lowest threshold whose
-cascade accuracy reaches ``--target-accuracy`` (default: Big's own validation
-accuracy, measured through the service).
+*validation* split, never the test split: by default as the most accurate
+threshold that sends at most ``--max-big-fraction`` (15 %) of the clips to Big,
+or, with ``--target-accuracy``, as the lowest threshold whose cascade accuracy
+reaches that target.
 
 Examples::
 
@@ -57,6 +58,9 @@ from reporting import format_table, write_json_report
 log = logging.getLogger("little_client")
 
 DEFAULT_SERVICE = "http://127.0.0.1:8080"
+#: Without --threshold or --target-accuracy: the most accurate threshold on validation
+#: that asks Big about at most this fraction of the clips (the original reports sent 13.75 %).
+DEFAULT_MAX_BIG_FRACTION = 0.15
 DEFAULT_MODEL = Path("models/little")
 DEFAULT_SWEEP_REPORT = Path("reports/little_sweep.json")
 DEFAULT_SWEEP_PLOT = Path("reports/little_sweep.png")
@@ -103,7 +107,8 @@ class Calibration:
     """How a threshold was chosen, and on which clips."""
 
     threshold: float
-    target_accuracy: float
+    rule: str
+    """What the threshold was chosen for: a target accuracy, or a budget of Big requests."""
     outcome: cascade.CascadeOutcome
     clips: tuple[Clip, ...]
     predictions: cascade.PairedPredictions
@@ -112,7 +117,7 @@ class Calibration:
         return {
             "split": CALIBRATION_SPLIT,
             "samples": len(self.clips),
-            "target_accuracy": round(self.target_accuracy, 6),
+            "rule": self.rule,
             "little_accuracy": round(self.predictions.little_accuracy, 6),
             "big_accuracy": round(self.predictions.big_accuracy, 6),
             "cascade": self.outcome.to_dict(),
@@ -120,26 +125,41 @@ class Calibration:
 
 
 def calibrate_threshold(
-    data_dir: Path, little: KeywordModel, big: BigClient, target_accuracy: float | None, progress: bool = True
+    data_dir: Path,
+    little: KeywordModel,
+    big: BigClient,
+    target_accuracy: float | None = None,
+    max_big_fraction: float | None = None,
+    progress: bool = True,
 ) -> Calibration:
-    """The lowest threshold reaching ``target_accuracy`` on the validation split (default: Big's accuracy there)."""
+    """A threshold chosen on the validation split, by one of two rules.
+
+    With ``max_big_fraction``: the most accurate threshold that asks Big about at
+    most that fraction of the clips. Otherwise: the lowest threshold reaching
+    ``target_accuracy`` (default: Big's own accuracy there).
+    """
     clips = tuple(select_clips(data_dir, CALIBRATION_SPLIT, little.labels))
     if not clips:
         raise DatasetError(f"{data_dir} has no {CALIBRATION_SPLIT} clips to calibrate on; pass --threshold")
     predictions = predict_both(clips, little, big, desc="calibrating on validation", progress=progress)
-    target = predictions.big_accuracy if target_accuracy is None else target_accuracy
-    outcome = predictions.calibrate(target)
+    if max_big_fraction is not None:
+        outcome = predictions.calibrate_budget(max_big_fraction)
+        rule = f"most accurate with at most {max_big_fraction:.1%} of clips sent to Big"
+    else:
+        target = predictions.big_accuracy if target_accuracy is None else target_accuracy
+        outcome = predictions.calibrate(target)
+        rule = f"fewest Big requests reaching accuracy {target:.4f}"
     log.info(
-        "threshold %.4f: validation accuracy %.4f (target %.4f, Big %.4f, Little %.4f); Big asked %.1f%% of %d clips",
+        "threshold %.4f (%s): validation accuracy %.4f (Big %.4f, Little %.4f); Big asked %.1f%% of %d clips",
         outcome.threshold,
+        rule,
         outcome.accuracy,
-        target,
         predictions.big_accuracy,
         predictions.little_accuracy,
         100 * outcome.big_fraction,
         len(clips),
     )
-    return Calibration(outcome.threshold, target, outcome, clips, predictions)
+    return Calibration(outcome.threshold, rule, outcome, clips, predictions)
 
 
 # --------------------------------------------------------------------------- #
@@ -374,7 +394,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         "--target-accuracy",
         type=float,
         metavar="A",
-        help="calibrate the lowest threshold reaching this validation accuracy, 0 to 1 (default: Big's own)",
+        help="calibrate the lowest threshold reaching this validation accuracy, 0 to 1",
+    )
+    choice.add_argument(
+        "--max-big-fraction",
+        type=float,
+        metavar="F",
+        help="calibrate the most accurate threshold sending at most this fraction of clips to Big "
+        f"(the default rule, with F = {DEFAULT_MAX_BIG_FRACTION})",
     )
     parser.add_argument(
         "--report",
@@ -411,6 +438,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     args = parser.parse_args(argv)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error(f"--threshold must be between 0 and 1 (a score margin), got {args.threshold}")
+    if args.max_big_fraction is not None and not 0.0 <= args.max_big_fraction <= 1.0:
+        parser.error(f"--max-big-fraction must be between 0 and 1, got {args.max_big_fraction}")
     if args.target_accuracy is not None and not 0.0 < args.target_accuracy <= 1.0:
         parser.error(f"--target-accuracy must be in (0, 1], got {args.target_accuracy}")
     if args.plot and not args.sweep:
@@ -474,7 +503,10 @@ def run(args: argparse.Namespace, little: KeywordModel, big: BigClient) -> dict[
     if threshold is None and (not args.sweep or args.target_accuracy is not None):
         if args.split == CALIBRATION_SPLIT:
             log.warning("evaluating on the split the threshold is calibrated on flatters the cascade")
-        calibration = calibrate_threshold(args.data_dir, little, big, args.target_accuracy, progress)
+        budget = args.max_big_fraction
+        if budget is None and args.target_accuracy is None:
+            budget = DEFAULT_MAX_BIG_FRACTION
+        calibration = calibrate_threshold(args.data_dir, little, big, args.target_accuracy, budget, progress)
         threshold, report["calibration"] = calibration.threshold, calibration.to_dict()
     if args.sweep:
         report.update(run_sweep(clips, little, big, threshold, args.plot or DEFAULT_SWEEP_PLOT, progress))

@@ -59,6 +59,19 @@ def test_calibrate_warns_and_takes_the_best_when_the_target_is_out_of_reach(capl
     assert "no threshold reaches accuracy 0.9900" in caplog.text
 
 
+def test_budget_calibration_is_the_most_accurate_within_the_budget() -> None:
+    outcome = PREDICTIONS.calibrate_budget(max_big_fraction=0.4)  # two of five clips may go to Big
+    assert outcome.big_requests == 2 and outcome.accuracy == pytest.approx(0.8)
+    outcome = PREDICTIONS.calibrate_budget(max_big_fraction=0.2)
+    assert outcome.big_requests == 1 and outcome.accuracy == pytest.approx(0.6)
+    assert PREDICTIONS.calibrate_budget(max_big_fraction=0.0).big_requests == 0
+
+
+def test_budget_calibration_takes_the_fewest_requests_among_equals() -> None:
+    outcome = PREDICTIONS.calibrate_budget(max_big_fraction=1.0)  # 0.8 is reached with 2 requests already
+    assert outcome.accuracy == pytest.approx(0.8) and outcome.big_requests == 2
+
+
 def test_sweep_is_sorted_and_deduplicated() -> None:
     rows = PREDICTIONS.sweep([0.5, 0.0, 0.5, 1.0])
     assert [row.threshold for row in rows] == [0.0, 0.5, 1.0]

@@ -106,11 +106,13 @@ def test_big_going_away_mid_run_leaves_little_answers_standing(
 def test_calibration_uses_the_validation_split_never_test(server, small_dataset, little_model_path, tmp_path) -> None:
     little = load_model(little_model_path, prefer="zlib")
     with BigClient(server.url) as big:
-        calibration = little_client.calibrate_threshold(small_dataset, little, big, None, progress=False)
+        calibration = little_client.calibrate_threshold(small_dataset, little, big, progress=False)
+        budgeted = little_client.calibrate_threshold(small_dataset, little, big, max_big_fraction=0.25, progress=False)
     speakers_split = {partition_of(clip.speaker) for clip in calibration.clips}
     assert speakers_split == {"validation"}
     assert len(calibration.clips) == len(select_clips(small_dataset, "validation"))
-    assert calibration.outcome.accuracy >= calibration.target_accuracy == calibration.predictions.big_accuracy
+    assert calibration.outcome.accuracy >= calibration.predictions.big_accuracy  # default target: Big's own
+    assert budgeted.outcome.big_fraction <= 0.25
 
     report_path = tmp_path / "calibrated.json"
     requests_before = predict_requests(server)
@@ -118,9 +120,14 @@ def test_calibration_uses_the_validation_split_never_test(server, small_dataset,
     assert run_client([*args, "--target-accuracy", "0.5", "--report", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
     assert report["calibration"]["split"] == "validation"
-    assert report["calibration"]["target_accuracy"] == 0.5
+    assert report["calibration"]["rule"] == "fewest Big requests reaching accuracy 0.5000"
     validation_clips = report["calibration"]["samples"]
     assert predict_requests(server) - requests_before == validation_clips + report["big_requests"]
+
+    assert run_client([*args, "--report", str(report_path)]) == 0  # the default rule: a budget of Big requests
+    report = json.loads(report_path.read_text())
+    assert report["calibration"]["rule"].startswith("most accurate with at most 15.0%")
+    assert report["calibration"]["cascade"]["big_fraction"] <= little_client.DEFAULT_MAX_BIG_FRACTION
 
 
 def test_sweep_writes_table_json_and_png(server, small_dataset, little_model_path, tmp_path, capsys) -> None:
