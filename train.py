@@ -284,7 +284,6 @@ def sparse_smoothed_loss(num_labels: int, smoothing: float):
 
 
 def fit(model, recipe: Recipe, train, val_x, val_y, weights, epochs: int, learning_rate: float, callbacks=()):
-    import tensorflow as tf
     import tf_keras as keras
 
     steps = len(train) * epochs
@@ -294,13 +293,12 @@ def fit(model, recipe: Recipe, train, val_x, val_y, weights, epochs: int, learni
         loss=sparse_smoothed_loss(model.output_shape[-1], recipe.label_smoothing),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
-    del tf
     return model.fit(
         train,
         validation_data=(val_x, val_y),
         epochs=epochs,
         class_weight=weights,
-        callbacks=[TqdmEpochs(epochs), *callbacks],
+        callbacks=[epoch_progress_bar(epochs), *callbacks],
         verbose=0,
     )
 
@@ -314,7 +312,7 @@ def train_float_model(recipe: Recipe, train, val_x, val_y, weights, num_labels: 
     model = build_model(recipe.architecture, recipe.features.shape, num_labels, normalization, **recipe.options)
     log.info("%s: %d parameters", recipe.architecture, model.count_params())
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=recipe.patience, mode="max")
-    best = KeepBestWeights()
+    best = keep_best_weights()
     history = fit(model, recipe, train, val_x, val_y, weights, recipe.epochs, recipe.learning_rate, [stop, best])
     return model, history
 
@@ -357,7 +355,7 @@ def prune(model, recipe: Recipe, train, val_x, val_y, weights):
         weights,
         recipe.prune_epochs,
         recipe.learning_rate / 3,
-        [tfmot.sparsity.keras.UpdatePruningStep(), KeepBestWeights(from_epoch=ramp_epochs)],
+        [tfmot.sparsity.keras.UpdatePruningStep(), keep_best_weights(from_epoch=ramp_epochs)],
     )
     return tfmot.sparsity.keras.strip_pruning(pruned)
 
@@ -434,52 +432,48 @@ def tflite_accuracy(model_bytes: bytes, features: np.ndarray, labels: np.ndarray
     return correct / max(len(labels), 1)
 
 
-class KeepBestWeights:
+def keep_best_weights(from_epoch: int = 0):
     """A Keras callback that ends training with the weights of the best validation epoch.
 
     Keras' own ``restore_best_weights`` only acts when early stopping fires; a run
     that uses all its epochs would otherwise end on its last, not its best, weights.
+    Only epochs from ``from_epoch`` (0-based) on compete, e.g. those at full sparsity.
     """
+    import tf_keras as keras
 
-    def __new__(cls, from_epoch: int = 0):
-        """Only epochs from ``from_epoch`` (0-based) on compete, e.g. those at full sparsity."""
-        import tf_keras as keras
+    class KeepBestWeights(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.best_accuracy, self.best_weights = -1.0, None
 
-        class _Callback(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.best_accuracy, self.best_weights = -1.0, None
+        def on_epoch_end(self, epoch, logs=None):
+            accuracy = (logs or {}).get("val_accuracy", -1.0)
+            if epoch >= from_epoch and accuracy > self.best_accuracy:
+                self.best_accuracy, self.best_weights = accuracy, self.model.get_weights()
 
-            def on_epoch_end(self, epoch, logs=None):
-                accuracy = (logs or {}).get("val_accuracy", -1.0)
-                if epoch >= from_epoch and accuracy > self.best_accuracy:
-                    self.best_accuracy, self.best_weights = accuracy, self.model.get_weights()
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
 
-            def on_train_end(self, logs=None):
-                if self.best_weights is not None:
-                    self.model.set_weights(self.best_weights)
-
-        return _Callback()
+    return KeepBestWeights()
 
 
-class TqdmEpochs:
-    """A Keras callback that shows one progress bar over the epochs, with validation accuracy."""
+def epoch_progress_bar(epochs: int):
+    """A Keras callback showing one tqdm bar over the epochs, with loss and validation accuracy."""
+    import tf_keras as keras
 
-    def __new__(cls, epochs: int):
-        import tf_keras as keras
+    class EpochProgressBar(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.bar = tqdm(total=epochs, desc="epochs", unit="epoch", leave=False)
 
-        class _Callback(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                self.bar = tqdm(total=epochs, desc="epochs", unit="epoch", leave=False)
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            self.bar.set_postfix(loss=f"{logs.get('loss', 0):.3f}", val_acc=f"{logs.get('val_accuracy', 0):.4f}")
+            self.bar.update(1)
 
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                self.bar.set_postfix(loss=f"{logs.get('loss', 0):.3f}", val_acc=f"{logs.get('val_accuracy', 0):.4f}")
-                self.bar.update(1)
+        def on_train_end(self, logs=None):
+            self.bar.close()
 
-            def on_train_end(self, logs=None):
-                self.bar.close()
-
-        return _Callback()
+    return EpochProgressBar()
 
 
 def sha256(data: bytes) -> str:
@@ -630,9 +624,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=1234, help="random seed for weights, augmentation and order")
     parser.add_argument("--epochs", type=int, help="override every recipe's maximum epochs (quick experiments)")
+    parser.add_argument(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        help="train on this random part of the training clips, 0 to 1 (learning curves; default: all)",
+    )
     parser.add_argument("--report", type=Path, help="also write the trained models' metadata here as one JSON list")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not 0 < args.train_fraction <= 1:
+        parser.error(f"--train-fraction must be in (0, 1], got {args.train_fraction}")
     data_dirs = args.data_dir or [dataset.DEFAULT_DATA_DIR]
     for data_dir in data_dirs:
         if not data_dir.is_dir():
@@ -644,7 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.epochs:
             recipe = dataclasses.replace(recipe, epochs=args.epochs, prune_epochs=min(recipe.prune_epochs, args.epochs))
         log.info("training %s: %s", name, recipe.description)
-        results.append(train_recipe(name, recipe, data_dirs, args.output_dir, args.seed))
+        results.append(train_recipe(name, recipe, data_dirs, args.output_dir, args.seed, args.train_fraction))
     print_table(results)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
