@@ -19,7 +19,14 @@ Against a running broker (mosquitto) and clients started elsewhere::
         --expect 4 --data-dir DIR --policy vote --report reports/mqtt_vote.json
 """
 
+# ruff: noqa: E402 - imports follow the environment line on purpose
 from __future__ import annotations
+
+import os
+
+# One clip at a time: OpenBLAS's thread pool only adds hand-offs to the small matrix
+# products of one clip's features (see little_client.py for the measurement).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import contextlib

@@ -19,12 +19,18 @@ It reconnects and resubscribes by itself after a broker restart, and stops clean
 on SIGTERM or Ctrl-C (announcing itself offline and dropping its session).
 """
 
+# ruff: noqa: E402 - imports follow the environment line on purpose
 from __future__ import annotations
+
+import os
+
+# One clip at a time: OpenBLAS's thread pool only adds hand-offs to the small matrix
+# products of one clip's features (see little_client.py for the measurement).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import dataclasses
 import logging
-import os
 import signal
 import sys
 import threading

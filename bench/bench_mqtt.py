@@ -21,10 +21,15 @@ both alike, and the medians are quoted.
 # ruff: noqa: E402 - imports follow a sys.path line on purpose
 from __future__ import annotations
 
+import os
+
+# One clip at a time: OpenBLAS's thread pool only adds hand-offs to the small matrix
+# products of one clip's features (see little_client.py for the measurement).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import contextlib
 import logging
-import os
 import platform
 import statistics
 import sys
