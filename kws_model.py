@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from preprocessing import CLIP_SAMPLE_RATE, FeatureConfig, compute_features
+from preprocessing import CLIP_SAMPLE_RATE, FeatureConfig, InputStandardization, compute_features
 
 log = logging.getLogger("kws_model")
 
@@ -54,8 +54,8 @@ class ModelMetadata:
     files: dict[str, str]
     sha256: dict[str, str]
     raw: dict[str, Any] = field(repr=False)
-    input_standardization: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
-    """``(mean, std)`` per feature bin that full-integer models expect removed from their input."""
+    input_standardization: InputStandardization | None = field(default=None, repr=False)
+    """What full-integer models expect done to their features first (see preprocessing)."""
 
     @classmethod
     def read(cls, path: Path) -> ModelMetadata:
@@ -68,22 +68,16 @@ class ModelMetadata:
                 files=dict(raw["files"]),
                 sha256=dict(raw["sha256"]),
                 raw=raw,
-                input_standardization=_read_standardization(raw.get("input_standardization")),
+                input_standardization=(
+                    InputStandardization.from_dict(raw["input_standardization"])
+                    if "input_standardization" in raw
+                    else None
+                ),
             )
         except FileNotFoundError as error:
             raise ModelError(f"no model metadata at {path}") from error
         except (KeyError, TypeError, ValueError) as error:
             raise ModelError(f"{path}: malformed model metadata ({error})") from error
-
-
-def _read_standardization(entry: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray] | None:
-    if entry is None:
-        return None
-    mean = np.asarray(entry["mean"], dtype=np.float32)
-    std = np.asarray(entry["std"], dtype=np.float32)
-    if mean.shape != std.shape or mean.ndim != 1 or not np.all(std > 0):
-        raise ValueError("input_standardization needs equally long mean and positive std lists")
-    return mean, std
 
 
 def model_stem(path: Path | str) -> Path:
@@ -138,7 +132,7 @@ class KeywordModel:
         if actual != expected:
             raise ModelError(f"{source}: input shape {actual} does not match its FeatureConfig {expected}")
         standardization = metadata.input_standardization
-        if standardization is not None and standardization[0].shape != (metadata.feature_config.num_features,):
+        if standardization is not None and standardization.mean.shape != (metadata.feature_config.num_features,):
             raise ModelError(f"{source}: input_standardization does not have one entry per feature bin")
 
     # Convenience views of the metadata -------------------------------------------------
@@ -171,8 +165,7 @@ class KeywordModel:
         """Class probabilities, in ``labels`` order, for one clip's features."""
         batch = np.asarray(features, dtype=np.float32).reshape(self._input["shape"])
         if self.metadata.input_standardization is not None:
-            mean, std = self.metadata.input_standardization
-            batch = (batch - mean) / std
+            batch = self.metadata.input_standardization.apply(batch)
         with self._lock:  # guards misuse across threads; clone() for real concurrency
             self._interpreter.set_tensor(self._input["index"], batch)
             self._interpreter.invoke()

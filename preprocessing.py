@@ -98,6 +98,34 @@ class FeatureConfig:
         return cls(**dict(data))
 
 
+@dataclass(frozen=True)
+class InputStandardization:
+    """Per-bin ``(features - mean) / std``, for models that cannot standardise in their graph.
+
+    A full-integer (int8) model quantizes its input per tensor before any layer
+    runs, so features whose bins span very different ranges (MFCC 0 against the
+    rest) must arrive standardised. Training computes the statistics and stores
+    them in the model's metadata; :mod:`kws_model` applies them with this class.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.mean.shape != self.std.shape or self.mean.ndim != 1 or not np.all(self.std > 0):
+            raise ValueError("input_standardization needs equally long mean and positive std lists")
+
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        return ((features - self.mean) / self.std).astype(np.float32)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InputStandardization:
+        return cls(np.asarray(data["mean"], dtype=np.float32), np.asarray(data["std"], dtype=np.float32))
+
+
 # --------------------------------------------------------------------------- #
 # Building blocks, each equal to its tf.signal counterpart.
 # --------------------------------------------------------------------------- #

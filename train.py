@@ -42,7 +42,13 @@ from tqdm import tqdm  # noqa: E402
 
 import dataset  # noqa: E402
 from augmentation import AugmentConfig, augment_audio, mask_features  # noqa: E402
-from preprocessing import CLIP_SAMPLE_RATE, FeatureConfig, features_from_prepared, prepare_audio  # noqa: E402
+from preprocessing import (  # noqa: E402
+    CLIP_SAMPLE_RATE,
+    FeatureConfig,
+    InputStandardization,
+    features_from_prepared,
+    prepare_audio,
+)
 
 log = logging.getLogger("train")
 
@@ -206,20 +212,6 @@ def augmented_epoch(recipe: Recipe, data: SplitData, epoch_seed: int) -> tuple[n
         features = mask_features(clean_features(audio, recipe.features), recipe.augment, rng)
         _AUGMENTED_EPOCHS[key] = (features, rng.permutation(len(data)))
     return _AUGMENTED_EPOCHS[key]
-
-
-@dataclass(frozen=True)
-class InputStandardization:
-    """Per-bin ``(features - mean) / std`` applied before the model (int8 models only)."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    def apply(self, features: np.ndarray) -> np.ndarray:
-        return ((features - self.mean) / self.std).astype(np.float32)
-
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
 
 
 def make_training_sequence(
@@ -416,20 +408,21 @@ def compress(model_bytes: bytes) -> bytes:
 # --------------------------------------------------------------------------- #
 
 
-def tflite_accuracy(model_bytes: bytes, features: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy of the exported flatbuffer itself, run by the same interpreter as the clients."""
+def tflite_predictions(model_bytes: bytes, features: np.ndarray) -> np.ndarray:
+    """Predicted label index per clip, from the exported flatbuffer itself, run by the
+    same interpreter as the clients (so the metadata's accuracy is what they get)."""
     from kws_model import dequantize, interpreter_class
 
     interpreter_type, _ = interpreter_class()
     interpreter = interpreter_type(model_content=model_bytes, num_threads=1)
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    correct = 0
-    for row, label in zip(features, labels):
+    predictions = np.empty(len(features), dtype=np.int64)
+    for index, row in enumerate(features):
         interpreter.set_tensor(inp["index"], row[np.newaxis].astype(np.float32))
         interpreter.invoke()
-        correct += int(np.argmax(dequantize(interpreter.get_tensor(out["index"])[0], out)) == label)
-    return correct / max(len(labels), 1)
+        predictions[index] = np.argmax(dequantize(interpreter.get_tensor(out["index"])[0], out))
+    return predictions
 
 
 def keep_best_weights(from_epoch: int = 0):
@@ -535,15 +528,14 @@ def train_recipe(
 
     accuracy: dict[str, Any] = {"float_validation": round(float_val_accuracy, 4)}
     for split in ("validation", "test"):
-        accuracy[split] = round(tflite_accuracy(model_bytes, features[split], splits[split].labels), 4)
+        correct = tflite_predictions(model_bytes, features[split]) == splits[split].labels
+        accuracy[split] = round(float(correct.mean()), 4)
         per_dir = {}
         for data_dir in data_dirs:
             rows = splits[split].sources == str(data_dir)
             if rows.any():
                 per_dir[Path(data_dir).name] = {
-                    "accuracy": round(
-                        tflite_accuracy(model_bytes, features[split][rows], splits[split].labels[rows]), 4
-                    ),
+                    "accuracy": round(float(correct[rows].mean()), 4),
                     "samples": int(rows.sum()),
                 }
         accuracy[f"{split}_by_data_dir"] = per_dir

@@ -7,6 +7,7 @@ operator the Pi's tflite-runtime 2.14 rejects would each fail only in the field.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -128,6 +129,29 @@ def test_missing_model_file_is_a_model_error(model_copy: Path) -> None:
     (model_copy.parent / name).unlink()
     with pytest.raises(ModelError, match="is missing"):
         load_model(model_copy.parent / name)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda entry: entry["std"].__setitem__(0, 0.0), "malformed model metadata"),
+        (lambda entry: entry["mean"].pop(), "malformed model metadata"),
+        (lambda entry: (entry["mean"].pop(), entry["std"].pop()), "one entry per feature bin"),
+    ],
+    ids=["zero std", "lengths differ", "wrong bin count"],
+)
+def test_bad_input_standardization_is_a_model_error(tmp_path: Path, change, message: str) -> None:
+    """The int8 Little model's standardisation must fit its features, or it does not load."""
+    metadata_path = MODELS_DIR / "little.json"
+    if not metadata_path.is_file():
+        pytest.skip("models/little.json is missing")
+    metadata = json.loads(metadata_path.read_text())
+    for name in metadata["files"].values():
+        shutil.copy(MODELS_DIR / name, tmp_path)
+    change(metadata["input_standardization"])
+    (tmp_path / "little.json").write_text(json.dumps(metadata))
+    with pytest.raises(ModelError, match=message):
+        load_model(tmp_path / "little")
 
 
 def test_missing_metadata_is_a_model_error(tmp_path: Path) -> None:
