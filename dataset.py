@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import io
 import logging
+import os
 import re
 import sys
 import urllib.error
@@ -97,6 +98,21 @@ def partition_of(
     if percentage < validation_percent + test_percent:
         return "test"
     return "train"
+
+
+#: Where clips are looked for when no --data-dir is given, after $KWS_DATA_DIR: the shared
+#: folder beside the checkout (where CI clones it), then the course download.
+LOCAL_DATA_DIRS = (
+    Path(__file__).resolve().parent.parent / "shared" / "data" / "speech_commands",
+    Path(__file__).resolve().parent / DEFAULT_DATA_DIR,
+)
+
+
+def locate_data_dir() -> Path | None:
+    """The first folder holding clips: ``$KWS_DATA_DIR`` alone when set, else :data:`LOCAL_DATA_DIRS`."""
+    configured = os.environ.get("KWS_DATA_DIR")
+    candidates = (Path(configured),) if configured else LOCAL_DATA_DIRS
+    return next((path for path in candidates if path.is_dir() and any(path.glob("*/*.wav"))), None)
 
 
 def list_clips(data_dir: Path | str, labels: Sequence[str] = DEFAULT_LABELS) -> list[Clip]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -34,19 +33,13 @@ log = logging.getLogger("demo")
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 ENSEMBLE = [MODELS_DIR / f"ensemble_{index}" for index in range(1, 5)]
-#: Where the clips are looked for when --data-dir is not given, in order.
-DATA_DIR_CANDIDATES = (
-    Path(os.environ.get("KWS_DATA_DIR", "")) if os.environ.get("KWS_DATA_DIR") else None,
-    Path(__file__).resolve().parent.parent / "shared" / "data" / "speech_commands",
-    dataset.DEFAULT_DATA_DIR,
-)
 
 
 def find_data_dir() -> Path:
-    """The first candidate folder that holds clips; else download mini_speech_commands."""
-    for candidate in DATA_DIR_CANDIDATES:
-        if candidate is not None and candidate.is_dir() and any(candidate.glob("*/*.wav")):
-            return candidate
+    """Local clips if there are any (see ``dataset.locate_data_dir``); else download mini_speech_commands."""
+    found = dataset.locate_data_dir()
+    if found is not None:
+        return found
     log.info("no clips found locally: downloading mini_speech_commands into %s", dataset.DEFAULT_DATA_DIR)
     return dataset.download(dataset.DEFAULT_DATA_DIR)
 

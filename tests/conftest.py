@@ -17,12 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # let tests import the project's top-level modules
     sys.path.insert(0, str(REPO_ROOT))
 
-#: Where the clips may be, in order: $KWS_DATA_DIR, the shared folder next to the
-#: checkout (CI clones the repo beside ``shared/``), then the course download.
-DATA_DIR_CANDIDATES = (
-    Path(__file__).resolve().parents[2] / "shared/data/speech_commands",
-    REPO_ROOT / "data/mini_speech_commands",
-)
+import dataset  # noqa: E402  (the sys.path line above makes it importable)
 
 
 def find_free_port() -> int:
@@ -37,19 +32,12 @@ def free_port() -> int:
     return find_free_port()
 
 
-def locate_data_dir() -> Path | None:
-    """The first Speech Commands folder that exists, or None."""
-    configured = os.environ.get("KWS_DATA_DIR")
-    candidates = (Path(configured),) if configured else DATA_DIR_CANDIDATES
-    return next((path for path in candidates if path.is_dir() and any(path.glob("*/*.wav"))), None)
-
-
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real clips; the test is skipped (with the reason) when there are none."""
-    found = locate_data_dir()
+    found = dataset.locate_data_dir()
     if found is None:
-        where = os.environ.get("KWS_DATA_DIR") or ", ".join(map(str, DATA_DIR_CANDIDATES))
+        where = os.environ.get("KWS_DATA_DIR") or ", ".join(map(str, dataset.LOCAL_DATA_DIRS))
         pytest.skip(f"no Speech Commands clips at {where}; set KWS_DATA_DIR or run 'python dataset.py download'")
     return found
 
