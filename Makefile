@@ -1,28 +1,39 @@
 # The two quick-start commands, `make demo` and `make test`, on a fresh machine.
-# Each creates the virtual environment it needs (.venv) on first use.
+# Each creates the virtual environment it needs (.venv) on first use; every command
+# in the README runs with .venv/bin/python (or after `source .venv/bin/activate`).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# tflite-runtime 2.14 is the only interpreter with 32-bit Raspberry Pi wheels and needs
+# numpy < 2, so the shipped models are also checked with it, in a virtual environment of its own.
+TFLITE214 := .venv-tflite214
 
-.PHONY: demo test lint models tflite-runtime-env
+.PHONY: demo test lint models
 
 # Runtime only (numpy, ai-edge-litert, cherrypy, paho-mqtt, ...): what the demo needs.
-$(BIN)/.runtime-installed: requirements/runtime.txt
+$(BIN)/.runtime-installed: requirements/runtime.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements/runtime.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 # Everything, TensorFlow included: the tests compare our numpy features with tf.signal.
-$(BIN)/.all-installed: requirements.txt requirements/runtime.txt requirements/training.txt requirements/dev.txt
+$(BIN)/.all-installed: requirements.txt requirements/runtime.txt requirements/training.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(BIN)/.runtime-installed $@
+
+$(TFLITE214)/.installed:
+	$(PYTHON) -m venv $(TFLITE214)
+	$(TFLITE214)/bin/pip install -q tflite-runtime==2.14.0 'numpy<2' zlib-ng
+	touch $@
 
 demo: $(BIN)/.runtime-installed
 	$(BIN)/python demo.py $(ARGS)
 
-test: $(BIN)/.all-installed
+test: $(BIN)/.all-installed $(TFLITE214)/.installed
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(BIN)/.all-installed

@@ -1,38 +1,15 @@
-"""The Big model as a REST service: the cloud half of the Big/Little cascade.
+"""Serve the Big model over HTTP: the cloud half of the Big/Little cascade.
 
-The Little client on the Raspberry Pi posts a clip it is unsure about as a SenML
-audio pack (see :mod:`audio_pack`) and gets the Big model's answer back::
+The Little client on the Pi posts a clip it is unsure about as a SenML pack to
+``/predict`` and gets Big's answer in JSON; ``/health``, ``/model`` and
+``/metrics`` (Prometheus) tell operators how it is doing. The service itself is
+:mod:`kws.rest.service`; this script parses the flags and runs it::
 
-    POST /predict   Content-Type: application/senml+json   -> {"label": "yes", "scores": [...], ...}
-    GET  /health    200 once the model is loaded, 503 before
-    GET  /model     the model's metadata (labels, features, accuracy, sha256)
-    GET  /metrics   Prometheus text: requests by path and status, errors, /predict latency
-
-Every error is JSON, ``{"error": "<what is wrong>", "status": N}``, never an HTML
-page, and never takes the service down:
-
-====  ==============================================================
-400   not valid SenML: malformed JSON, RFC 8428 violations, bad base64
-422   valid SenML but not one usable clip: no audio record or two, no
-      or wrong sample rate, odd byte count, empty or longer than 1 s
-413   body over the size limit (64 KiB; a 1 s clip needs about 43 KB)
-415   Content-Type other than application/senml+json
-405   wrong method (the ``Allow`` header lists the right ones)
-404   unknown path
-503   model not loaded yet
-500   a bug; the traceback goes to the log, not to the client
-====  ==============================================================
-
-The app is CherryPy; it is served by cheroot (CherryPy's own HTTP server)
-directly rather than through the global ``cherrypy.engine``, so one process can
-run several independent servers and stop each one cleanly, which the tests and
-the benchmark rely on. TFLite interpreters are not thread-safe, so each worker
-thread gets its own clone of the model on first use.
-
-Run it with ``python big_service.py --help``.
+    python big_service.py                          # models/big on 127.0.0.1:8080
+    python big_service.py --host 0.0.0.0 --port 8080 --threads 8
 """
 
-# ruff: noqa: E402 - imports follow an environment or sys.path line on purpose
+# ruff: noqa: E402 - imports follow the environment line on purpose
 from __future__ import annotations
 
 import os
@@ -40,305 +17,28 @@ import os
 # Each worker thread computes one clip's features with small matrix products;
 # OpenBLAS's own thread pool on top of the workers oversubscribes the cores.
 # Measured on 2 busy cores: 13.9 ms per /predict with it, 5.5 ms with one thread.
-# (Only effective before numpy is first imported, i.e. when run as a script.)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
-import contextlib
-import html
-import json
 import logging
 import signal
 import sys
 import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import cheroot.wsgi
-import cherrypy
-import numpy as np
-
-import audio_pack
-import senml
-from http_metrics import PROMETHEUS_CONTENT_TYPE, HttpMetrics, metrics_middleware
-from kws_model import KeywordModel, ModelError, load_model
+from kws.model.metadata import ModelError
+from kws.rest.service import (
+    DEFAULT_HOST,
+    DEFAULT_MODEL,
+    DEFAULT_PORT,
+    DEFAULT_THREADS,
+    MAX_BODY_BYTES,
+    BigService,
+    start_server,
+)
 
 log = logging.getLogger("big_service")
-
-DEFAULT_MODEL = Path("models/big")
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
-DEFAULT_THREADS = 8
-#: A 1 s clip is 32 000 bytes of PCM, 42 667 in base64, plus ~150 bytes of SenML.
-MAX_BODY_BYTES = 64 * 1024
-JSON_CONTENT_TYPE = "application/json"
-PATHS = ("/predict", "/health", "/model", "/metrics")
-
-
-class ModelNotLoaded(RuntimeError):
-    """The model is asked for before :meth:`BigService.load` has finished."""
-
-
-class BigService:
-    """The Big model and what the endpoints ask of it; no HTTP in here.
-
-    The model is loaded by :meth:`load`, not by the constructor, so a server can
-    listen (and answer /health with 503) while a large model is still loading.
-    """
-
-    def __init__(
-        self,
-        model_path: Path | str = DEFAULT_MODEL,
-        expected_rate: int = audio_pack.EXPECTED_SAMPLE_RATE,
-        max_body_bytes: int = MAX_BODY_BYTES,
-    ) -> None:
-        self.model_path = Path(model_path)
-        self.expected_rate = expected_rate
-        self.max_body_bytes = max_body_bytes
-        self._model: KeywordModel | None = None
-        self._per_thread = threading.local()
-
-    def load(self) -> KeywordModel:
-        """Load the model (raises :class:`ModelError`); afterwards the service is ready."""
-        model = load_model(self.model_path, prefer="tflite")
-        self._model = model
-        log.info("model %s ready (%d labels, sha256 %s…)", model.name, len(model.labels), model.sha256[:12])
-        return model
-
-    @property
-    def ready(self) -> bool:
-        return self._model is not None
-
-    @property
-    def model(self) -> KeywordModel:
-        if self._model is None:
-            raise ModelNotLoaded(f"model {self.model_path} is still loading; retry shortly")
-        return self._model
-
-    def _thread_model(self) -> KeywordModel:
-        """This worker thread's own interpreter (TFLite interpreters are not thread-safe)."""
-        model = getattr(self._per_thread, "model", None)
-        if model is None:
-            model = self._per_thread.model = self.model.clone()
-        return model
-
-    def predict(self, clip: audio_pack.AudioClip) -> dict[str, Any]:
-        """The answer to one clip, as /predict returns it."""
-        model = self._thread_model()
-        started = time.perf_counter()
-        scores = model.predict_audio(clip.samples, clip.sample_rate)
-        inference_ms = (time.perf_counter() - started) * 1000.0
-        index = int(np.argmax(scores))
-        return {
-            "label": model.labels[index],
-            "index": index,
-            "scores": [round(float(score), 6) for score in scores],
-            "labels": list(model.labels),
-            "model": {"name": model.name, "sha256": model.sha256},
-            "inference_ms": round(inference_ms, 3),
-        }
-
-
-# --------------------------------------------------------------------------- #
-# HTTP
-# --------------------------------------------------------------------------- #
-
-
-def _json_bytes(document: Any) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode("utf-8")
-
-
-def _respond_json(document: Any) -> bytes:
-    cherrypy.serving.response.headers["Content-Type"] = JSON_CONTENT_TYPE
-    return _json_bytes(document)
-
-
-@contextlib.contextmanager
-def _http_errors() -> Iterator[None]:
-    """Turn what the service and the pack decoder raise into the HTTP statuses of the module docstring."""
-    try:
-        yield
-    except senml.SenMLError as error:
-        raise cherrypy.HTTPError(400, f"not a valid SenML pack: {error}") from error
-    except audio_pack.AudioPackError as error:
-        raise cherrypy.HTTPError(422, f"not a usable audio pack: {error}") from error
-    except ModelNotLoaded as error:
-        raise cherrypy.HTTPError(503, str(error)) from error
-
-
-class Endpoints:
-    """The CherryPy handlers; each one checks its input and delegates to :class:`BigService`."""
-
-    def __init__(self, service: BigService, metrics: HttpMetrics) -> None:
-        self.service = service
-        self.http_metrics = metrics
-
-    @cherrypy.expose
-    @cherrypy.tools.allow(methods=["POST"])
-    def predict(self) -> bytes:
-        body = self._read_senml_body()
-        with _http_errors():
-            clip = audio_pack.decode_audio_pack(body, self.service.expected_rate)
-            return _respond_json(self.service.predict(clip))
-
-    def _read_senml_body(self) -> bytes:
-        request = cherrypy.serving.request
-        media_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        if media_type != senml.MEDIA_TYPE:
-            raise cherrypy.HTTPError(415, f"Content-Type must be {senml.MEDIA_TYPE}, got {media_type or 'none'!r}")
-        limit = self.service.max_body_bytes
-        declared = request.headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise cherrypy.HTTPError(413, f"body of {declared} bytes is over the {limit}-byte limit")
-        body = request.body.read(limit + 1)  # also bounds chunked bodies, which declare no length
-        if len(body) > limit:
-            raise cherrypy.HTTPError(413, f"body is over the {limit}-byte limit")
-        return body
-
-    @cherrypy.expose
-    @cherrypy.tools.allow(methods=["GET", "HEAD"])
-    def health(self) -> bytes:
-        if not self.service.ready:
-            cherrypy.serving.response.status = 503
-            return _respond_json({"status": "loading", "model": str(self.service.model_path)})
-        return _respond_json({"status": "ready", "model": self.service.model.name})
-
-    @cherrypy.expose
-    @cherrypy.tools.allow(methods=["GET", "HEAD"])
-    def model(self) -> bytes:
-        with _http_errors():
-            return _respond_json(self.service.model.metadata.raw)
-
-    @cherrypy.expose
-    @cherrypy.tools.allow(methods=["GET", "HEAD"])
-    def metrics(self) -> bytes:
-        cherrypy.serving.response.headers["Content-Type"] = PROMETHEUS_CONTENT_TYPE
-        ready = ("1 once the model is loaded and /predict answers, else 0.", float(self.service.ready))
-        return self.http_metrics.render({"model_ready": ready}).encode("utf-8")
-
-
-def _json_error_page(status: str, message: str, traceback: str, version: str) -> bytes:
-    """CherryPy's ``error_page.default``: every error, ours or the framework's, as JSON."""
-    code = int(status.split(" ", 1)[0])
-    cherrypy.serving.response.headers["Content-Type"] = JSON_CONTENT_TYPE
-    # CherryPy HTML-escapes the message for its HTML template; JSON wants the original text.
-    return _json_bytes({"error": html.unescape(message), "status": code})
-
-
-def _json_internal_error() -> None:
-    """CherryPy's ``request.error_response``: a handler crashed. Log it; tell the client little."""
-    request = cherrypy.serving.request
-    log.exception("unhandled error in %s %s", request.method, request.path_info)
-    cherrypy.HTTPError(500, "internal error; the service log has the details").set_response()
-
-
-def _strip_error_padding() -> None:
-    """Undo CherryPy's padding of short error bodies with spaces (a fix for Internet Explorer 5)."""
-    response = cherrypy.serving.response
-    is_error = response.status is not None and int(str(response.status)[:3]) >= 400  # None: not set, a 200
-    if not is_error or response.headers.get("Content-Type") != JSON_CONTENT_TYPE:
-        return
-    body = response.collapse_body().rstrip(b" ")
-    response.body = body
-    response.headers["Content-Length"] = str(len(body))
-
-
-class JsonErrorsRequest(cherrypy._cprequest.Request):
-    """CherryPy's request with JSON errors from its first line on.
-
-    Set on the class, not in the app config: the config only applies once the
-    path is resolved, so a request failing earlier (no ``Host`` header, a bad
-    header line) would otherwise get CherryPy's HTML page with a traceback.
-    """
-
-    error_page = {"default": _json_error_page}
-    error_response = staticmethod(_json_internal_error)
-    show_tracebacks = False
-    hooks = cherrypy._cprequest.Request.hooks.copy()
-
-
-JsonErrorsRequest.hooks.attach("before_finalize", _strip_error_padding)
-
-
-def build_app(service: BigService, metrics: HttpMetrics | None = None) -> Any:
-    """The WSGI app: the CherryPy handlers with JSON errors, wrapped in request metrics."""
-    metrics = metrics or HttpMetrics(known_paths=PATHS, timed_path="/predict")
-    config = {"/": {"tools.encode.on": False}}  # handlers return bytes, already encoded
-    app = cherrypy.Application(Endpoints(service, metrics), script_name="", config=config)
-    app.request_class = JsonErrorsRequest
-    # No access line per request: it would cost throughput and /metrics counts requests anyway.
-    app.log.access_log.disabled = True
-    return metrics_middleware(app, metrics)
-
-
-class ServerHandle:
-    """A running server: its URL, and :meth:`stop` to shut it down."""
-
-    def __init__(self, server: cheroot.wsgi.Server, thread: threading.Thread, metrics: HttpMetrics) -> None:
-        self._server = server
-        self._thread = thread
-        self.metrics = metrics
-        """The server's request counters (what /metrics shows)."""
-        self.host, self.port = server.bind_addr[:2]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def stop(self) -> None:
-        """Close the listening socket and the open connections, and wait for the workers."""
-        self._server.stop()
-        self._thread.join(timeout=10)
-        log.info("stopped serving %s", self.url)
-
-    def wait(self) -> None:
-        """Block until the server stops (or the process is interrupted)."""
-        while self._thread.is_alive():
-            self._thread.join(timeout=0.5)
-
-    def __enter__(self) -> ServerHandle:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-def start_server(
-    service: BigService,
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    threads: int = DEFAULT_THREADS,
-) -> ServerHandle:
-    """Listen on ``host:port`` (0 picks a free port) and serve ``service`` from a background thread.
-
-    Raises OSError when the address cannot be bound. Idle keep-alive connections
-    wait in cheroot's selector, not in a worker, so ``threads`` bounds the
-    concurrent *inferences*, not the number of connected clients.
-    """
-    metrics = HttpMetrics(known_paths=PATHS, timed_path="/predict")
-    server = cheroot.wsgi.Server(
-        (host, port),
-        build_app(service, metrics),
-        numthreads=threads,
-        server_name="kws-big-service",
-        request_queue_size=128,  # listen backlog: a burst of clients connecting at once
-        timeout=30,
-        shutdown_timeout=5,
-    )
-    server.keep_alive_conn_limit = 256  # cheroot's default of 10 would close most clients' keep-alive
-    server.prepare()
-    thread = threading.Thread(target=server.serve, name=f"big-service-{server.bind_addr[1]}", daemon=True)
-    thread.start()
-    handle = ServerHandle(server, thread, metrics)
-    log.info("serving %s with %d worker threads", handle.url, threads)
-    return handle
-
-
-# --------------------------------------------------------------------------- #
-# CLI
-# --------------------------------------------------------------------------- #
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -353,22 +53,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--port", type=int, default=DEFAULT_PORT, help="TCP port; 0 picks a free one (default: %(default)s)"
     )
     parser.add_argument(
-        "--model",
-        type=Path,
-        default=DEFAULT_MODEL,
+        "--model", type=Path, default=DEFAULT_MODEL, metavar="STEM",
         help="model stem or file, metadata beside it (default: %(default)s)",
     )
     parser.add_argument(
-        "--threads",
-        type=int,
-        default=DEFAULT_THREADS,
+        "--threads", type=int, default=DEFAULT_THREADS, metavar="N",
         help="worker threads, each with its own interpreter (default: %(default)s)",
     )
     parser.add_argument(
-        "--max-body",
-        type=int,
-        default=MAX_BODY_BYTES,
-        metavar="BYTES",
+        "--max-body", type=int, default=MAX_BODY_BYTES, metavar="BYTES",
         help="largest accepted request body (default: %(default)s)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -377,13 +70,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--port {args.port} is not a TCP port (0-65535)")
     if args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
+    if args.max_body < 1:
+        parser.error(f"--max-body must be at least 1 byte, got {args.max_body}")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     service = BigService(args.model, max_body_bytes=args.max_body)
     try:
@@ -393,11 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=handle.stop).start())
     try:
-        service.load()  # /health answers 503 until this returns
+        model = service.load()  # /health answers 503 until this returns
     except ModelError as error:
         log.error("cannot load --model %s: %s", args.model, error)
         handle.stop()
         return 2
+    log.info("serving model %s on %s", model.name, handle.url)
     try:
         handle.wait()
     except KeyboardInterrupt:

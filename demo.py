@@ -1,121 +1,123 @@
 """The whole demo in one command: both collaboration modes on real speech.
 
-1. **Big/Little over REST.** Starts the Big service (``big_service.py``) on a free
-   local port, runs the Little client (``little_client.py``) over the test split
-   with a threshold calibrated on the validation split, then stops the service.
+1. **Big/Little over REST.** Starts the Big service on a free local port, runs the
+   Little client over the test split with a threshold calibrated on the
+   validation split, then stops the service.
 2. **Cooperative inference over MQTT.** Starts an embedded MQTT broker, spawns one
-   inference client per ensemble model, and runs the cooperative client
-   (``cooperative_client.py``) over the same clips.
+   inference client per ensemble model, and runs the cooperative client over the
+   same clips.
 
-Both reports are printed and written as JSON under ``--report-dir``. Nothing needs
-to be running beforehand; everything started here is stopped at the end::
+Reports go to stdout and, as JSON, under ``--report-dir``; logs go to stderr.
+Nothing needs to be running beforehand; everything started here is stopped at
+the end::
 
-    python demo.py                                  # finds or downloads the clips
+    python demo.py                                  # finds the clips, or downloads them
     python demo.py --data-dir ../shared/data/speech_commands --limit 80
 """
 
+# ruff: noqa: E402 - imports follow the environment line on purpose
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one clip at a time (see little_client.py)
+
 import argparse
-import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
-import big_service
-import cooperative_client
-import dataset
-import little_client
-from kws_model import ModelError
+from kws.cascade.run import SessionSettings, format_run_summary, run_session
+from kws.data.clips import DEFAULT_DATA_DIR, DatasetError, locate_data_dir, select_clips
+from kws.data.download import download
+from kws.model.metadata import ModelError
+from kws.model.runtime import load_model
+from kws.mqtt.report import format_summary
+from kws.mqtt.session import CooperativeOptions, run_cooperative
+from kws.reports import write_json_report
+from kws.rest.client import BigClient
+from kws.rest.service import BigService, start_server
 
 log = logging.getLogger("demo")
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-ENSEMBLE = [MODELS_DIR / f"ensemble_{index}" for index in range(1, 5)]
+ENSEMBLE = [str(MODELS_DIR / f"ensemble_{index}") for index in range(1, 5)]
+HOW_TO_POINT = "with make: make demo ARGS='--data-dir DIR' or KWS_DATA_DIR=DIR make demo"
 
 
 def find_data_dir() -> Path:
-    """Local clips if there are any (see ``dataset.locate_data_dir``); else download mini_speech_commands."""
-    found = dataset.locate_data_dir()
+    """Local clips if there are any (``kws.data.clips.locate_data_dir``); else download mini_speech_commands."""
+    found = locate_data_dir()
     if found is not None:
         return found
-    log.info("no clips found locally: downloading mini_speech_commands into %s", dataset.DEFAULT_DATA_DIR)
-    return dataset.download(dataset.DEFAULT_DATA_DIR)
+    log.info("no clips found locally: downloading mini_speech_commands into %s", DEFAULT_DATA_DIR)
+    return download(DEFAULT_DATA_DIR)
 
 
-def run_big_little(data_dir: Path, split: str, report: Path, extra: Sequence[str]) -> dict:
-    """Big service up on a free port, Little client over the clips, service down."""
-    service = big_service.BigService(MODELS_DIR / "big")
+def run_big_little(data_dir: Path, split: str, threshold: float | None) -> dict[str, Any]:
+    """Big service up on a free port, the Little client's session over the clips, service down."""
+    service = BigService(MODELS_DIR / "big")
     service.load()
-    with big_service.start_server(service, host="127.0.0.1", port=0) as server:
+    little = load_model(MODELS_DIR / "little", prefer="zlib")
+    with start_server(service, host="127.0.0.1", port=0) as server, BigClient(server.url) as big:
         log.info("Big service listening on %s", server.url)
-        status = little_client.main(
-            ["--service", server.url, "--data-dir", str(data_dir), "--split", split, "--report", str(report), *extra]
-        )
-    if status:
-        raise SystemExit(status)
-    return json.loads(report.read_text())
+        return run_session(data_dir, little, big, SessionSettings(split=split, threshold=threshold))
 
 
-def run_ensemble(data_dir: Path, split: str, report: Path, extra: Sequence[str]) -> dict:
-    """Embedded broker, four spawned inference clients, the cooperative client."""
-    status = cooperative_client.main(
-        [
-            "--embedded-broker",
-            "--spawn",
-            *map(str, ENSEMBLE),
-            "--data-dir",
-            str(data_dir),
-            "--split",
-            split,
-            "--report",
-            str(report),
-            *extra,
-        ]
-    )
-    if status:
-        raise SystemExit(status)
-    return json.loads(report.read_text())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(
         description="Run both collaboration modes end to end on real speech and print their reports.",
         epilog="Every server the demo needs (the Big service, an MQTT broker, four inference clients) "
         "is started and stopped by it.",
     )
     parser.add_argument(
-        "--data-dir",
-        type=Path,
+        "--data-dir", type=Path, metavar="DIR",
         help="Speech Commands folder (default: $KWS_DATA_DIR, ../shared/data/speech_commands, "
-        "or data/mini_speech_commands, downloaded if missing)",
+        f"or {DEFAULT_DATA_DIR}, downloaded if missing)",
     )
     parser.add_argument(
         "--split", default="test", help="train, validation, test, all, or a split file (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--threshold", type=float, metavar="T",
+        help="Big/Little: a fixed score-margin threshold instead of one calibrated on the validation split",
     )
     parser.add_argument("--limit", type=int, metavar="N", help="ensemble: use only N clips (a quick look)")
     parser.add_argument(
         "--report-dir", type=Path, default=Path("reports/demo"), help="where the JSON reports go (default: %(default)s)"
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return parser, parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         data_dir = args.data_dir or find_data_dir()
-        dataset.select_clips(data_dir, args.split)  # fail early, with the flag's name, on a bad folder or split
-    except dataset.DatasetError as error:
-        parser.error(f"--data-dir/--split: {error}")
-    args.report_dir.mkdir(parents=True, exist_ok=True)
+        select_clips(data_dir, args.split)  # fail early, with the flag's name, on a bad folder or split
+    except DatasetError as error:
+        parser.exit(2, f"error: --data-dir/--split: {error}\n({HOW_TO_POINT})\n")
     log.info("clips from %s (split %s)", data_dir, args.split)
 
     print("\n=== 1. Big/Little over REST ===", flush=True)
     try:
-        cascade = run_big_little(data_dir, args.split, args.report_dir / "big_little.json", [])
+        cascade = run_big_little(data_dir, args.split, args.threshold)
     except ModelError as error:
-        parser.exit(2, f"error: models/big: {error}\n")
+        parser.exit(2, f"error: models/: {error}\n")
+    except DatasetError as error:
+        parser.exit(2, f"error: --data-dir/--split: {error}\n({HOW_TO_POINT})\n")
+    write_json_report(args.report_dir / "big_little.json", cascade)
+    print(format_run_summary(cascade), flush=True)
+
     print("\n=== 2. Cooperative inference over MQTT ===", flush=True)
-    limit = ["--limit", str(args.limit)] if args.limit else []
-    ensemble = run_ensemble(data_dir, args.split, args.report_dir / "ensemble.json", limit)
+    options = CooperativeOptions(
+        data_dir=data_dir, split=args.split, limit=args.limit, spawn=ENSEMBLE, embedded_broker=True
+    )
+    ensemble = run_cooperative(options)
+    write_json_report(args.report_dir / "ensemble.json", ensemble)
+    print(format_summary(ensemble))
 
     print("\n=== Summary ===")
     print(

@@ -14,8 +14,8 @@ fan-out, decoding) against its gain (four processes instead of one thread).
 Each path runs ``--repeats`` times, interleaved so a change in machine load hits
 both alike, and the medians are quoted.
 
-    python bench/bench_mqtt.py --data-dir ../shared/data/speech_commands
-    python bench/bench_mqtt.py --data-dir DIR --broker mqtt://127.0.0.1:1883   # an existing broker
+    python -m bench.bench_mqtt --data-dir ../shared/data/speech_commands
+    python -m bench.bench_mqtt --data-dir DIR --broker mqtt://127.0.0.1:1883   # an existing broker
 """
 
 # ruff: noqa: E402 - imports follow a sys.path line on purpose
@@ -41,18 +41,15 @@ from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script from bench/, the project's modules are one up
-    sys.path.insert(0, str(REPO_ROOT))
-
-from cooperative_client import prepare_clips, select_clips
-from cooperative_run import CooperativeRun, LabelledFeatures, RunSettings
-from ensemble_tracker import combine
-from inference_fleet import InferenceFleet, specs_for_models
-from kws_model import KeywordModel, load_model
-from local_mosquitto import LocalMosquitto
-from mqtt_protocol import BrokerAddress, Topics, parse_broker_url
-from reporting import format_table, write_json_report
+from kws.data.clips import DatasetError, resolve_data_dir
+from kws.model.runtime import KeywordModel, load_model
+from kws.mqtt.brokers.mosquitto import LocalMosquitto
+from kws.mqtt.fleet import InferenceFleet, specs_for_models
+from kws.mqtt.policies import combine
+from kws.mqtt.protocol import BrokerAddress, Topics, parse_broker_url
+from kws.mqtt.run import CooperativeRun, LabelledFeatures, RunSettings
+from kws.mqtt.session import choose_clips, prepare_clips
+from kws.reports import format_table, write_json_report
 
 log = logging.getLogger("bench_mqtt")
 
@@ -88,7 +85,7 @@ def run_mqtt(broker: BrokerAddress, models: Sequence[KeywordModel], clips: Seque
 def run(args: argparse.Namespace) -> dict[str, Any]:
     models = [load_model(path) for path in args.models]
     first = models[0]
-    clips = prepare_clips(select_clips(args.data_dir, args.split, first.labels, args.clips), first.feature_config)
+    clips = prepare_clips(choose_clips(args.data_dir, args.split, first.labels, args.clips), first.feature_config)
     settings = RunSettings(expect=len(models), timeout_s=args.timeout, qos_audio=args.qos, qos_prediction=args.qos)
     runs: dict[str, list[dict[str, Any]]] = {"in_process": [], "mqtt": []}
     with contextlib.ExitStack() as cleanup:
@@ -127,7 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, required=True, help="Speech Commands folder")
+    parser.add_argument("--data-dir", type=Path, help="Speech Commands folder (default: $KWS_DATA_DIR or ../shared)")
     parser.add_argument("--split", default="test", help="split to take clips from (default: %(default)s)")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="the models (default: ensemble_1..4)")
     parser.add_argument("--clips", type=int, default=400, help="clips per measurement (default: %(default)s)")
@@ -139,6 +136,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.clips < 1 or args.repeats < 1:
         parser.error("--clips and --repeats must be at least 1")
+    try:
+        args.data_dir = resolve_data_dir(args.data_dir)
+    except DatasetError as error:
+        parser.error(f"--data-dir: {error}")
     return args
 
 

@@ -1,13 +1,13 @@
 """Time feature extraction per clip: numpy (what ships) against tf.signal (what TensorFlow pipelines use).
 
-The same real clips go through :mod:`preprocessing` and :mod:`tf_reference_features`
+The same real clips go through :mod:`kws.features` and :mod:`kws.training.tf_reference`
 for the default FeatureConfig and each one a shipped model uses, one clip at a
 time (as the Pi and the services work) and as one batch (as training works).
 TensorFlow runs eagerly and as a traced ``tf.function``. Times start from audio
 already at the config's rate and length, since tf.signal has no resampler, and
 include turning TensorFlow's result into a numpy array, as a caller must.
 
-    python bench/bench_preprocessing.py --data-dir ../shared/data/speech_commands
+    python -m bench.bench_preprocessing --data-dir ../shared/data/speech_commands
 """
 
 # ruff: noqa: E402 - imports follow a sys.path line on purpose
@@ -31,20 +31,18 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script from bench/, the project's modules are one up
-    sys.path.insert(0, str(REPO_ROOT))
-
-import dataset
-import metrics
-from kws_model import ModelMetadata
-from preprocessing import (
-    CLIP_SAMPLE_RATE,
+from kws.audio import SAMPLE_RATE
+from kws.data import clips as dataset
+from kws.evaluation import metrics
+from kws.features import (
     FeatureConfig,
     features_from_prepared,
     prepare_audio,
 )
-from reporting import format_table, write_json_report
+from kws.model.metadata import ModelMetadata
+from kws.reports import format_table, write_json_report
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("bench_preprocessing")
 
@@ -63,7 +61,7 @@ def extractors(config: FeatureConfig) -> dict[str, Extractor]:
     """The implementations to time, each taking prepared audio and returning a numpy array."""
     import tensorflow as tf
 
-    import tf_reference_features as tf_reference
+    from kws.training import tf_reference
 
     compiled = tf_reference.compiled_features(config)
     return {
@@ -86,7 +84,7 @@ def time_calls(extract: Extractor, inputs: Sequence[np.ndarray]) -> list[float]:
 
 def bench_config(config: FeatureConfig, audio: np.ndarray, repeats: int) -> dict[str, dict[str, float]]:
     """Median milliseconds per clip of every extractor, single-clip and batched."""
-    prepared = np.stack([prepare_audio(clip, CLIP_SAMPLE_RATE, config) for clip in audio])
+    prepared = np.stack([prepare_audio(clip, SAMPLE_RATE, config) for clip in audio])
     single: dict[str, float] = {}
     batched: dict[str, float] = {}
     for name, extract in extractors(config).items():
@@ -118,8 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data-dir", type=Path, default=dataset.DEFAULT_DATA_DIR, metavar="DIR",
-                        help="Speech Commands folder to take clips from (default: %(default)s)")
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help="Speech Commands folder to take clips from (default: $KWS_DATA_DIR or ../shared)")
     parser.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models", metavar="DIR",
                         help="folder of <name>.json metadata whose FeatureConfigs to bench (default: %(default)s)")
     parser.add_argument("--clips-per-label", type=int, default=8, metavar="N",
@@ -135,13 +133,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.clips_per_label < 1 or args.repeats < 1 or args.tf_threads < 1:
         parser.error("--clips-per-label, --repeats and --tf-threads must be at least 1")
     try:
-        clips = dataset.sample_clips(dataset.list_clips(args.data_dir), args.clips_per_label)
+        clips = dataset.sample_clips(dataset.list_clips(dataset.resolve_data_dir(args.data_dir)), args.clips_per_label)
     except dataset.DatasetError as error:
         parser.error(f"--data-dir: {error}")
     try:
         import tensorflow as tf
 
-        import tf_reference_features
+        from kws.training import tf_reference as tf_reference_features
     except ImportError:
         parser.exit(1, "error: this benchmark compares against TensorFlow: pip install tensorflow\n")
     tf_reference_features.limit_threads(args.tf_threads)

@@ -6,7 +6,7 @@ concurrent clients (threads):
 * ``in_process``: ``model.predict_audio`` directly, each thread with its own clone
   (TFLite interpreters are not thread-safe);
 * ``http``: the production path. Each client thread has its own
-  :class:`big_client.BigClient` (SenML encoding, one keep-alive session) and posts to
+  :class:`kws.rest.client.BigClient` (SenML encoding, one keep-alive session) and posts to
   ``big_service.py`` running in a separate process, as it would in the cloud,
   so client and server do not share one interpreter lock.
 
@@ -21,7 +21,7 @@ and CherryPy. Once the cores are saturated (8 clients) throughput is inversely
 proportional to CPU per clip, so HTTP / in-process is close to
 in-process CPU / (client + server CPU).
 
-    python bench/bench_rest.py --data-dir ../shared/data/speech_commands
+    python -m bench.bench_rest --data-dir ../shared/data/speech_commands
 """
 
 # ruff: noqa: E402 - imports follow an environment or sys.path line on purpose
@@ -51,15 +51,14 @@ import numpy as np
 import requests
 from tqdm import tqdm
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script from bench/, the project's modules are one up
-    sys.path.insert(0, str(REPO_ROOT))
+from kws.audio import read_wav
+from kws.data.clips import DatasetError, resolve_data_dir, select_clips, spread_evenly
+from kws.model.runtime import load_model
+from kws.reports import format_table, write_json_report
+from kws.rest import service as big_service
+from kws.rest.client import BigClient
 
-import big_service
-import dataset
-from big_client import BigClient
-from kws_model import load_model
-from reporting import format_table, write_json_report
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("bench_rest")
 
@@ -71,9 +70,7 @@ PATHS = ("in_process", "http")
 
 def pick_clips(data_dir: Path, count: int) -> list[np.ndarray]:
     """``count`` test-split clips spread evenly over the split (so over every label)."""
-    clips = dataset.select_clips(data_dir, "test")
-    step = max(1, len(clips) // count)
-    return [dataset.read_wav(clip.path) for clip in clips[::step][:count]]
+    return [read_wav(clip.path) for clip in spread_evenly(select_clips(data_dir, "test"), count)]
 
 
 @dataclass(frozen=True)
@@ -225,7 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--data-dir", type=Path, required=True, help="Speech Commands folder; test-split clips are used"
+        "--data-dir", type=Path, help="Speech Commands folder, test split (default: $KWS_DATA_DIR or ../shared)"
     )
     parser.add_argument(
         "--model", type=Path, default=big_service.DEFAULT_MODEL, help="Big model (default: %(default)s)"
@@ -238,6 +235,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.clips < max(args.clients) or args.repeats < 1:
         parser.error("--clips must be at least the largest --clients, and --repeats at least 1")
+    try:
+        args.data_dir = resolve_data_dir(args.data_dir)
+    except DatasetError as error:
+        parser.error(f"--data-dir: {error}")
     return args
 
 

@@ -3,11 +3,11 @@
 tflite-runtime 2.14.0 is the last release with 32-bit Raspberry Pi wheels, and
 it rejects operator versions newer converters emit (FULLY_CONNECTED v12, ...).
 This script makes a virtual environment with only that runtime and numpy<2, runs
-each model file there through ``kws_model.load_model`` on a few real clips, and
+each model file there through ``kws.model.runtime.load_model`` on a few real clips, and
 compares the probabilities with ai-edge-litert's in this environment.
 
-    python bench/check_tflite_runtime.py --data-dir ../shared/data/speech_commands
-    python bench/check_tflite_runtime.py --no-create   # fail rather than make the venv
+    python -m bench.check_tflite_runtime --data-dir ../shared/data/speech_commands
+    python -m bench.check_tflite_runtime --no-create   # fail rather than make the venv
 
 The table goes to stdout, the details to ``--report`` (JSON). Exit status 1 when
 any model fails to load or disagrees.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import venv
@@ -29,14 +30,12 @@ from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script from bench/, the project's modules are one up
-    sys.path.insert(0, str(REPO_ROOT))
-
-import dataset
 from bench.tflite_runtime_worker import predict_files
-from kws_model import ModelMetadata
-from reporting import format_table, write_json_report
+from kws.data import clips as dataset
+from kws.model.metadata import ModelMetadata
+from kws.reports import format_table, write_json_report
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("check_tflite_runtime")
 
@@ -102,7 +101,11 @@ def run_worker(python: Path, interpreter: str, files: Sequence[Path], clips: Seq
     command = [str(python), str(WORKER), "--interpreter", interpreter]
     command += [arg for file in files for arg in ("--model-file", str(file))]
     command += [arg for clip in clips for arg in ("--clip", str(clip))]
-    completed = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=600, check=False)
+    # That venv has no copy of this project installed: the package is found from the checkout.
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    completed = subprocess.run(
+        command, capture_output=True, text=True, cwd=REPO_ROOT, env=environment, timeout=600, check=False
+    )
     if completed.returncode != 0:
         raise CheckError(f"{python} could not run the worker:\n{completed.stderr[-2000:]}")
     return json.loads(completed.stdout)
@@ -154,8 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-create", action="store_true", help="fail if the venv is missing instead of creating it")
     parser.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models", metavar="DIR",
                         help="folder of <name>.json model metadata (default: %(default)s)")
-    parser.add_argument("--data-dir", type=Path, default=dataset.DEFAULT_DATA_DIR, metavar="DIR",
-                        help="Speech Commands folder to take clips from (default: %(default)s)")
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help="Speech Commands folder to take clips from (default: $KWS_DATA_DIR or ../shared)")
     parser.add_argument("--clips-per-label", type=int, default=2, metavar="N",
                         help="real clips of each label to compare on (default: %(default)s)")
     parser.add_argument("--report", type=Path, default=REPO_ROOT / "reports" / "tflite_runtime.json", metavar="FILE",
@@ -166,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not files:
         parser.error(f"--models-dir {args.models_dir} holds no <name>.json model metadata")
     try:
-        clips = [clip.path for clip in dataset.sample_clips(dataset.list_clips(args.data_dir), args.clips_per_label)]
+        every_clip = dataset.list_clips(dataset.resolve_data_dir(args.data_dir))
+        clips = [clip.path for clip in dataset.sample_clips(every_clip, args.clips_per_label)]
     except dataset.DatasetError as error:
         parser.error(f"--data-dir: {error}")
     try:

@@ -5,7 +5,7 @@ trains one recipe on growing random parts of the training speakers' clips (the
 validation and test splits stay whole) and reports validation and test accuracy
 for each, so one can see whether more data would still help::
 
-    python bench/learning_curve.py --recipe ensemble_3 \\
+    python -m bench.learning_curve --recipe ensemble_3 \\
         --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra
 
 Needs TensorFlow (it trains). The models go to a temporary folder, never to models/.
@@ -21,12 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script from bench/, the project's modules are one up
-    sys.path.insert(0, str(REPO_ROOT))
-
-import train
-from reporting import format_table, write_json_report
+from kws.reports import format_table, write_json_report
+from kws.training.pipeline import train_recipe
+from kws.training.recipes import RECIPES
 
 log = logging.getLogger("learning_curve")
 
@@ -39,8 +36,8 @@ def learning_curve(
     with tempfile.TemporaryDirectory(prefix="learning-curve-") as scratch:
         for fraction in fractions:
             log.info("training %s on %.0f %% of the training clips", recipe_name, 100 * fraction)
-            metadata = train.train_recipe(
-                f"{recipe_name}_{fraction:.2f}", train.RECIPES[recipe_name], data_dirs, Path(scratch), seed, fraction
+            metadata = train_recipe(
+                f"{recipe_name}_{fraction:.2f}", RECIPES[recipe_name], data_dirs, Path(scratch), seed, fraction
             )
             rows.append(
                 {
@@ -57,7 +54,7 @@ def learning_curve(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipe", choices=sorted(train.RECIPES), default="ensemble_3", help="recipe to train")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="ensemble_3", help="recipe to train")
     parser.add_argument(
         "--data-dir", type=Path, action="append", required=True, help="dataset folder (repeat for several)"
     )

@@ -2,12 +2,12 @@
 
 ``check_tflite_runtime.py`` starts this inside the ``tflite-runtime`` 2.14
 virtual environment, whose Python has neither this project's requirements nor
-TensorFlow, so it imports only the runtime modules (``kws_model``,
-``preprocessing``, ``dataset``) and numpy 1.x. ``--interpreter`` hides the
-interpreters preferred over the wanted one, so :func:`kws_model.load_model`
+TensorFlow, so it imports only the runtime modules (``kws.model.runtime``,
+``kws.features``, ``kws.audio``) and numpy 1.x. ``--interpreter`` hides the
+interpreters preferred over the wanted one, so :func:`kws.model.runtime.load_model`
 falls back to it exactly as it would on a Pi that has only that one.
 
-    python bench/tflite_runtime_worker.py --interpreter tflite_runtime \\
+    python -m bench.tflite_runtime_worker --interpreter tflite_runtime \\
         --model-file models/little.tflite.zlib --clip DIR/yes/x_nohash_0.wav
 """
 
@@ -23,14 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # run as a script from bench/, the project's modules are one up
-    sys.path.insert(0, str(REPO_ROOT))
+from kws.audio import read_wav
+from kws.model.runtime import load_model
 
-from dataset import read_wav
-from kws_model import load_model
-
-#: Interpreter package -> the modules ``kws_model`` would try before it.
+#: Interpreter package -> the modules ``kws.model.runtime`` would try before it.
 PREFERRED_OVER = {
     "ai_edge_litert": (),
     "tflite_runtime": ("ai_edge_litert",),
@@ -73,7 +69,7 @@ def installed_version(distribution: str) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--interpreter", choices=sorted(PREFERRED_OVER), required=True,
-                        help="the interpreter package to run with; those kws_model prefers to it are hidden")
+                        help="the interpreter package to run with; those kws.model.runtime prefers to it are hidden")
     parser.add_argument("--model-file", type=Path, action="append", required=True, help="model file (repeatable)")
     parser.add_argument("--clip", type=Path, action="append", required=True, help="WAV clip (repeatable)")
     args = parser.parse_args(argv)

@@ -1,0 +1,1 @@
+"""Measuring a model on labelled clips: accuracy, per-label accuracy, confusion matrices."""

@@ -1,0 +1,125 @@
+"""The model metadata schema, read and written here only.
+
+``models/<name>.json`` is the one source of truth about a model: its label order,
+the :class:`~kws.features.FeatureConfig` its features are made with, any input
+standardisation, its files with their sha256, how it was trained and what it
+measured. Training writes it with :func:`build_metadata` and :func:`write_metadata`
+at export; every client reads it with :meth:`ModelMetadata.read`, so training and
+inference cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kws.features import FeatureConfig, InputStandardization
+
+_MODEL_SUFFIXES = (".tflite.zlib", ".tflite", ".json")
+#: What a model outputs: class probabilities (a softmax ends the graph) or logits.
+OUTPUTS = ("probabilities", "logits")
+
+
+class ModelError(Exception):
+    """A model that cannot be found, read or trusted (e.g. a sha256 mismatch)."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What ``models/<name>.json`` says about a model; the single source of truth."""
+
+    name: str
+    labels: tuple[str, ...]
+    feature_config: FeatureConfig
+    files: dict[str, str]
+    sha256: dict[str, str]
+    raw: dict[str, Any] = field(repr=False)
+    input_standardization: InputStandardization | None = field(default=None, repr=False)
+    """What full-integer models expect done to their features first (see preprocessing)."""
+
+    @classmethod
+    def read(cls, path: Path) -> ModelMetadata:
+        try:
+            raw = json.loads(path.read_text())
+            return cls(
+                name=raw["name"],
+                labels=tuple(raw["labels"]),
+                feature_config=FeatureConfig.from_dict(raw["feature_config"]),
+                files=dict(raw["files"]),
+                sha256=dict(raw["sha256"]),
+                raw=raw,
+                input_standardization=(
+                    InputStandardization.from_dict(raw["input_standardization"])
+                    if "input_standardization" in raw
+                    else None
+                ),
+            )
+        except FileNotFoundError as error:
+            raise ModelError(f"no model metadata at {path}") from error
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelError(f"{path}: malformed model metadata ({error})") from error
+
+
+def model_stem(path: Path | str) -> Path:
+    """``models/little.tflite.zlib`` -> ``models/little``; a bare stem passes through."""
+    text = str(path)
+    for suffix in _MODEL_SUFFIXES:
+        if text.endswith(suffix):
+            return Path(text[: -len(suffix)])
+    return Path(text)
+
+
+def metadata_path(path: Path | str) -> Path:
+    """The metadata file of a model given by stem or by any of its files."""
+    stem = model_stem(path)
+    return stem.with_name(stem.name + ".json")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def build_metadata(
+    *,
+    name: str,
+    description: str,
+    labels: list[str],
+    feature_config: FeatureConfig,
+    input_standardization: InputStandardization | None,
+    architecture: Mapping[str, Any],
+    training: Mapping[str, Any],
+    accuracy: Mapping[str, Any],
+    blobs: Mapping[str, tuple[str, bytes]],
+    output: str = "probabilities",
+) -> dict[str, Any]:
+    """The metadata document of an exported model; ``blobs`` maps a file kind
+    ('tflite', 'tflite_zlib') to its file name and bytes."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    return {
+        "name": name,
+        "description": description,
+        "labels": list(labels),
+        "feature_config": feature_config.to_dict(),
+        "input_shape": list(feature_config.shape),
+        "output": output,
+        **({"input_standardization": input_standardization.to_dict()} if input_standardization else {}),
+        "architecture": dict(architecture),
+        "training": dict(training),
+        "accuracy": dict(accuracy),
+        "files": {kind: filename for kind, (filename, _) in blobs.items()},
+        "sizes": {kind: len(blob) for kind, (_, blob) in blobs.items()},
+        "sha256": {kind: sha256_hex(blob) for kind, (_, blob) in blobs.items()},
+    }
+
+
+def write_metadata(output_dir: Path, metadata: Mapping[str, Any]) -> Path:
+    """Write ``<output_dir>/<name>.json``; the document is checked by reading it back."""
+    path = output_dir / f"{metadata['name']}.json"
+    path.write_text(json.dumps(metadata, indent=2) + "\n")
+    ModelMetadata.read(path)
+    return path

@@ -1,0 +1,89 @@
+"""An MQTT broker inside this process, for users who have none running.
+
+amqtt (a pure-Python, asyncio broker) runs on its own event loop in a daemon
+thread, so the caller stays synchronous::
+
+    with EmbeddedBroker() as broker:           # 127.0.0.1, a free port
+        print(broker.address.url)              # mqtt://127.0.0.1:40123
+
+Limits, from amqtt 0.12 itself: it speaks **MQTT 3.1.1 only** (clients must
+connect with ``--mqtt-version 3.1.1``), so it has no shared subscriptions
+(``--share`` needs mosquitto), and it keeps nothing across a restart. It also
+sends a connecting client the retained messages matching *any* client's
+subscriptions, not only its own; the clients ignore topics they did not
+subscribe to. It is meant for a one-command demo and for tests, not for a deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from kws.mqtt.protocol import BrokerAddress
+from kws.util.net import free_tcp_port
+
+log = logging.getLogger(__name__)
+
+#: The protocol version amqtt speaks; clients of the embedded broker must use it.
+MQTT_VERSION = "3.1.1"
+START_TIMEOUT_S = 10.0
+#: amqtt logs every connection and its state machine every transition at INFO.
+CHATTY_LOGGERS = ("amqtt", "transitions")
+
+
+def broker_config(host: str, port: int) -> dict[str, Any]:
+    """amqtt's configuration: one TCP listener, anonymous clients, no $SYS or packet logging."""
+    return {
+        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
+
+
+class EmbeddedBroker:
+    """amqtt serving on ``host:port`` (port 0: a free one) until :meth:`stop`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.address = BrokerAddress(host, port or free_tcp_port(host))
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="embedded-broker", daemon=True)
+        self._broker: Any = None
+
+    def start(self) -> EmbeddedBroker:
+        from amqtt.broker import Broker  # imported here: only this path needs amqtt
+
+        async def start_broker() -> Any:
+            broker = Broker(broker_config(self.address.host, self.address.port))  # binds to the running loop
+            await broker.start()
+            return broker
+
+        for name in CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
+        self._thread.start()
+        self._broker = self._run(start_broker())
+        log.info("embedded amqtt broker listening on %s (MQTT %s)", self.address.url, MQTT_VERSION)
+        return self
+
+    def stop(self) -> None:
+        if self._broker is not None:
+            try:
+                self._run(self._broker.shutdown())
+            except Exception as error:  # noqa: BLE001 - shutting down: report, never mask the caller's error
+                log.warning("embedded broker did not shut down cleanly: %s", error)
+            self._broker = None
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(START_TIMEOUT_S)
+        self._loop.close()
+
+    def _run(self, coroutine: Any) -> Any:
+        future: Future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(START_TIMEOUT_S)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *_exc_info: object) -> None:
+        self.stop()

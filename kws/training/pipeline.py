@@ -1,0 +1,126 @@
+"""One recipe end to end: data, training, pruning, export, measurement and metadata."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kws.data.clips import DEFAULT_LABELS
+from kws.features import InputStandardization
+from kws.model.metadata import build_metadata, write_metadata
+from kws.training.data import class_weights, clean_features, load_split, make_training_sequence
+from kws.training.export import compress, convert, tflite_predictions
+from kws.training.fitting import prune, train_float_model, weight_sparsity
+from kws.training.recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+
+def train_recipe(
+    name: str,
+    recipe: Recipe,
+    data_dirs: Sequence[Path],
+    output_dir: Path,
+    seed: int,
+    train_fraction: float = 1.0,
+) -> dict[str, Any]:
+    """Train one recipe end to end and write its files; returns its metadata.
+
+    ``train_fraction`` < 1 trains on a random part of the training clips, for
+    learning curves (``bench/learning_curve.py``); validation and test stay whole.
+    """
+    import tensorflow as tf
+    import tf_keras as keras
+
+    started = time.time()
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    labels = list(DEFAULT_LABELS)
+    splits = {split: load_split(tuple(data_dirs), split, tuple(labels)) for split in ("train", "validation", "test")}
+    splits["train"] = train_data = splits["train"].subset(train_fraction, seed)
+    features = {split: clean_features(data.audio, recipe.features) for split, data in splits.items()}
+    mean, variance = features["train"].mean(axis=(0, 1)), features["train"].var(axis=(0, 1))
+    # A float model standardises its input in the graph. A full-integer one cannot do it
+    # well there: its input is quantized per tensor *before* any layer runs, so MFCC 0
+    # (tens of units wide) would leave the higher coefficients a handful of int8 steps.
+    # Such models take standardised features instead, with the statistics in their
+    # metadata, where kws.model.runtime applies them.
+    standardize_outside = recipe.quantization == "int8"
+    standardization = InputStandardization(mean, np.sqrt(variance + 1e-6)) if standardize_outside else None
+    if standardization is not None:
+        features = {split: standardization.apply(values) for split, values in features.items()}
+    train_sequence = make_training_sequence(recipe, train_data, seed, standardization)
+    weights = class_weights(train_data.labels, len(labels))
+    val_x, val_y = features["validation"], splits["validation"].labels
+
+    normalization = None if standardize_outside else (mean, variance)
+    model, history = train_float_model(recipe, train_sequence, val_x, val_y, weights, len(labels), normalization)
+    float_val_accuracy = float(max(history.history["val_accuracy"]))
+    if recipe.prune_sparsity:
+        model = prune(model, recipe, train_sequence, val_x, val_y, weights)
+
+    model_bytes = convert(model, recipe, features["train"][:: max(1, len(features["train"]) // 500)])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    blobs = {"tflite": (f"{name}.tflite", model_bytes)}
+    if recipe.compress:
+        blobs["tflite_zlib"] = (f"{name}.tflite.zlib", compress(model_bytes))
+    for filename, blob in blobs.values():
+        (output_dir / filename).write_bytes(blob)
+
+    accuracy: dict[str, Any] = {"float_validation": round(float_val_accuracy, 4)}
+    for split in ("validation", "test"):
+        correct = tflite_predictions(model_bytes, features[split]) == splits[split].labels
+        accuracy[split] = round(float(correct.mean()), 4)
+        per_dir = {}
+        for data_dir in data_dirs:
+            rows = splits[split].sources == str(data_dir)
+            if rows.any():
+                per_dir[Path(data_dir).name] = {
+                    "accuracy": round(float(correct[rows].mean()), 4),
+                    "samples": int(rows.sum()),
+                }
+        accuracy[f"{split}_by_data_dir"] = per_dir
+
+    metadata = build_metadata(
+        name=name,
+        description=recipe.description,
+        labels=labels,
+        feature_config=recipe.features,
+        input_standardization=standardization,
+        architecture={"type": recipe.architecture, **recipe.options, "parameters": int(model.count_params())},
+        training={
+            "data_dirs": [Path(d).name for d in data_dirs],
+            "split": "speaker hash (kws.data.splits.partition_of), 80/10/10",
+            "train_clips": len(train_data),
+            "train_fraction": train_fraction,
+            "train_clips_per_label": {
+                lab: int(n) for lab, n in zip(labels, np.bincount(train_data.labels, minlength=len(labels)))
+            },
+            "validation_clips": len(splits["validation"]),
+            "test_clips": len(splits["test"]),
+            "epochs_max": recipe.epochs,
+            "epochs_run": len(history.history["val_accuracy"]),
+            "batch_size": recipe.batch_size,
+            "learning_rate": recipe.learning_rate,
+            "label_smoothing": recipe.label_smoothing,
+            "augmentation": recipe.augment.to_dict(),
+            "prune_sparsity": recipe.prune_sparsity,
+            "measured_sparsity": round(weight_sparsity(model), 4),
+            "quantization": recipe.quantization,
+            "seed": seed,
+            "tensorflow": tf.__version__,
+            "python": platform.python_version(),
+            "seconds": round(time.time() - started, 1),
+        },
+        accuracy=accuracy,
+        blobs=blobs,
+    )
+    write_metadata(output_dir, metadata)
+    log.info("%s: validation %.4f, test %.4f, %s", name, accuracy["validation"], accuracy["test"], metadata["sizes"])
+    return metadata

@@ -1,0 +1,109 @@
+"""The recipes of the shipped models: architecture, features, training and compression settings.
+
+Each shipped model is a named :class:`Recipe` in :data:`RECIPES`, so
+``python train.py --recipe little`` rebuilds it and the README's table can say
+exactly how every model was made. No TensorFlow is imported here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kws.features import FeatureConfig
+from kws.training.augment import AugmentConfig
+
+#: The Little model's features: the seeds' framing (40 ms frames, 20 ms hop) and 40 mel
+#: bins, but up to 7.6 kHz rather than 4 kHz (the hiss of "stop" and "yes" lies above
+#: 4 kHz) and 16 MFCCs rather than 10.
+LITTLE_FEATURES = FeatureConfig(
+    frame_length=640,
+    frame_step=320,
+    num_mel_bins=40,
+    lower_frequency=20.0,
+    upper_frequency=7_600.0,
+    num_coefficients=16,
+)
+#: Log-mel features for the server-side models (Big and the ensemble): the same framing,
+#: 40 bins up to 7.6 kHz. The 20 ms hop halves the compute of a 10 ms one.
+LOG_MEL_FEATURES = FeatureConfig(
+    frame_length=640,
+    frame_step=320,
+    num_mel_bins=40,
+    lower_frequency=20.0,
+    upper_frequency=7_600.0,
+    num_coefficients=0,
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that makes one shipped model."""
+
+    architecture: str
+    features: FeatureConfig
+    options: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    patience: int = 15
+    augment: AugmentConfig = AugmentConfig()
+    label_smoothing: float = 0.05
+    prune_sparsity: float = 0.0
+    """Final fraction of zero weights after magnitude pruning (0: no pruning)."""
+    prune_epochs: int = 20
+    quantization: str = "float32"
+    """'float32', or 'int8' (full-integer post-training quantization, float I/O)."""
+    compress: bool = False
+    """Also write a zlib-compressed copy (``.tflite.zlib``), what the Pi downloads and stores."""
+    description: str = ""
+
+
+_SPEC_AUGMENT = AugmentConfig(time_masks=2, time_mask_frames=6, frequency_masks=2, frequency_mask_bins=6)
+
+RECIPES: dict[str, Recipe] = {
+    "little": Recipe(
+        architecture="ds_cnn",
+        features=LITTLE_FEATURES,
+        options={"width": 1.0, "blocks": 4, "first_kernel": (10, 4), "dropout": 0.1},
+        prune_sparsity=0.75,
+        quantization="int8",
+        compress=True,
+        description="Pi model: DS-CNN, 75 % pruned, int8, zlib",
+    ),
+    "big": Recipe(
+        architecture="ds_cnn",
+        features=LOG_MEL_FEATURES,
+        options={"width": 1.5, "blocks": 5, "first_kernel": (10, 4), "dropout": 0.3},
+        augment=_SPEC_AUGMENT,
+        description="service model: wide DS-CNN on log-mel features",
+    ),
+    "ensemble_1": Recipe(
+        architecture="cnn",
+        features=LOG_MEL_FEATURES,
+        options={"width": 0.75, "dropout": 0.3},
+        augment=_SPEC_AUGMENT,
+        description="ensemble member: plain CNN",
+    ),
+    "ensemble_2": Recipe(
+        architecture="ds_cnn",
+        features=LOG_MEL_FEATURES,
+        options={"width": 1.25, "blocks": 4, "first_kernel": (10, 4), "dropout": 0.3},
+        augment=_SPEC_AUGMENT,
+        description="ensemble member: DS-CNN",
+    ),
+    "ensemble_3": Recipe(
+        architecture="tc_resnet",
+        features=LOG_MEL_FEATURES,
+        options={"width": 1.5, "blocks": 3, "dropout": 0.3},
+        augment=_SPEC_AUGMENT,
+        description="ensemble member: TC-ResNet",
+    ),
+    "ensemble_4": Recipe(
+        architecture="res_cnn",
+        features=LOG_MEL_FEATURES,
+        options={"width": 1.0, "blocks": 3, "dropout": 0.3},
+        augment=_SPEC_AUGMENT,
+        description="ensemble member: res8-style residual CNN",
+    ),
+}
