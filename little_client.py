@@ -33,7 +33,6 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from kws.audio import AudioError
 from kws.cascade.calibrate import DEFAULT_MAX_BIG_FRACTION
@@ -43,12 +42,11 @@ from kws.data.clips import DatasetError, resolve_data_dir
 from kws.model.metadata import ModelError
 from kws.model.runtime import load_model
 from kws.reports import write_json_report
-from kws.rest.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, BigClient, BigRejected, BigUnavailable
-from kws.wire.audio_pack import AudioPackError, check_device_id
+from kws.rest.client import BigRejected, BigUnavailable
+from kws.rest.options import add_big_client_arguments, big_client_from_args, check_big_client_arguments
 
 log = logging.getLogger("little_client")
 
-DEFAULT_SERVICE = "http://127.0.0.1:8080"
 DEFAULT_MODEL = Path("models/little")
 
 
@@ -56,9 +54,6 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     parser = argparse.ArgumentParser(
         description="Classify clips with the Little model and ask the Big service when Little is unsure.",
         epilog="Without --threshold the threshold is calibrated on the validation split, never on the test split.",
-    )
-    parser.add_argument(
-        "--service", metavar="URL", default=DEFAULT_SERVICE, help="Big service base URL (default: %(default)s)"
     )
     parser.add_argument(
         "--data-dir", type=Path, metavar="DIR",
@@ -96,21 +91,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         "--plot", type=Path, metavar="PNG",
         help=f"with --sweep: PNG of accuracy against MB sent (default: {DEFAULT_SWEEP_PLOT})",
     )
-    parser.add_argument(
-        "--timeout", metavar="S", type=float, default=DEFAULT_TIMEOUT_S,
-        help="seconds per Big request attempt (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--retries", metavar="N", type=int, default=DEFAULT_RETRIES,
-        help="extra attempts on network errors and 502/503/504 (default: %(default)s)",
-    )
-    parser.add_argument("--device", metavar="ID", help="device id in the SenML base name (default: this host's name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_big_client_arguments(parser)
     args = parser.parse_args(argv)
-    service = urlsplit(args.service)
-    if service.scheme not in ("http", "https") or not service.hostname:
-        parser.error(f"--service must be an http:// or https:// URL with a host, got {args.service!r}")
+    check_big_client_arguments(parser, args)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error(f"--threshold must be between 0 and 1 (a score margin), got {args.threshold}")
     if args.max_big_fraction is not None and not 0.0 <= args.max_big_fraction <= 1.0:
@@ -119,13 +104,6 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         parser.error(f"--target-accuracy must be in (0, 1], got {args.target_accuracy}")
     if args.plot and not args.sweep:
         parser.error("--plot draws the sweep: add --sweep")
-    if args.timeout <= 0 or args.retries < 0:
-        parser.error("--timeout must be positive and --retries at least 0")
-    if args.device is not None:
-        try:
-            check_device_id(args.device)
-        except AudioPackError as error:
-            parser.error(f"--device: {error}")
     return parser, args
 
 
@@ -150,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         split=args.split, threshold=args.threshold, target_accuracy=args.target_accuracy,
         max_big_fraction=args.max_big_fraction, sweep=args.sweep, plot_path=args.plot, progress=not args.no_progress,
     )
-    with BigClient(args.service, timeout=args.timeout, retries=args.retries, device=args.device) as big:
+    with big_client_from_args(args) as big:
         try:
             report = run_session(data_dir, little, big, settings)
         except (DatasetError, AudioError) as error:
