@@ -123,3 +123,21 @@ def write_metadata(output_dir: Path, metadata: Mapping[str, Any]) -> Path:
     path.write_text(json.dumps(metadata, indent=2) + "\n")
     ModelMetadata.read(path)
     return path
+
+
+#: Sections added after training by calibration steps that need the trained model (and, for the
+#: cascade, its Big partner): each is written by its owner and read by the clients that need it.
+CALIBRATED_SECTIONS = ("cascade", "listen")
+
+
+def write_section(path: Path, name: str, section: Mapping[str, Any]) -> None:
+    """Add or replace one calibrated section of a model's metadata, keeping everything else as it is.
+
+    The sha256 entries cover the model files, not this JSON, so calibrating never invalidates a model.
+    """
+    if name not in CALIBRATED_SECTIONS:
+        raise ValueError(f"unknown metadata section {name!r}; expected one of {CALIBRATED_SECTIONS}")
+    document = json.loads(path.read_text())
+    document[name] = dict(section)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    ModelMetadata.read(path)
