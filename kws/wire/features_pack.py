@@ -11,6 +11,18 @@ The whole FeatureConfig travels in every pack (about 250 bytes next to the
 features) so that a receiver can tell from the message alone that the features
 were made for another model, and skip the clip instead of answering it wrongly.
 
+The features are little-endian float32 unless an ``encoding`` record says
+otherwise: ``float16``, or ``int8`` with ``scale`` and ``zero_point`` records
+(``value = (q - zero_point) * scale``, the TFLite convention). The MQTT path sends
+float32; the Pi sends int8 over REST, where every byte is the Pi's radio time::
+
+    [{"bn":"urn:kws:clip:pi-kitchen-17:","bt":1795465000.5,"n":"features","vd":"<base64url int8>"},
+     {"n":"shape","vs":"49x40"},
+     {"n":"config","vs":"{...}"},
+     {"n":"encoding","vs":"int8"},
+     {"n":"scale","v":0.0712},
+     {"n":"zero_point","v":71}]
+
 Every decoder raises :class:`FeaturesPackError` (a ``ValueError``) whose message
 says what is wrong, fit for a log line or a 4xx body; :class:`ConfigMismatch` is
 the one subclass a receiver treats differently (a valid pack it must not answer).
@@ -36,8 +48,12 @@ CLIP_BASE_NAME_PREFIX = "urn:kws:clip:"
 FEATURES_RECORD = "features"
 SHAPE_RECORD = "shape"
 CONFIG_RECORD = "config"
-#: Features travel as little-endian float32, whatever the sender's byte order.
+ENCODING_RECORD = "encoding"
+SCALE_RECORD = "scale"
+ZERO_POINT_RECORD = "zero_point"
+#: Features travel little-endian, whatever the sender's byte order; float32 when no encoding is named.
 FEATURES_DTYPE = np.dtype("<f4")
+ENCODINGS = {"float32": FEATURES_DTYPE, "float16": np.dtype("<f2"), "int8": np.dtype("i1")}
 
 #: Clip ids and client names: one MQTT topic level, and part of a SenML name.
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -67,10 +83,11 @@ class FeaturesMessage:
 
     clip_id: str
     features: np.ndarray
-    """float32, of ``config.shape``."""
+    """float32, of ``config.shape`` (decoded from the pack's encoding)."""
     config: FeatureConfig
     sent_at: float
     """Unix seconds when the pack was made (its SenML time)."""
+    encoding: str = "float32"
 
 
 @functools.lru_cache(maxsize=16)
@@ -97,25 +114,53 @@ def _parse_config(text: str) -> FeatureConfig:
     return FeatureConfig.from_dict(data)
 
 
+def quantize_int8(values: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """Asymmetric per-pack int8: the pack's own range mapped onto -128..127 (scale, zero point)."""
+    low, high = float(values.min()), float(values.max())
+    scale = max(high - low, 1e-6) / 255.0
+    zero_point = int(round(-128 - low / scale))
+    quantized = np.clip(np.round(values / scale) + zero_point, -128, 127).astype(np.int8)
+    return quantized, scale, zero_point
+
+
 def encode_features_pack(
-    clip_id: str, features: np.ndarray, config: FeatureConfig, sent_at: float | None = None
+    clip_id: str,
+    features: np.ndarray,
+    config: FeatureConfig,
+    sent_at: float | None = None,
+    encoding: str = "float32",
 ) -> str:
-    """The SenML JSON text carrying one clip's features."""
+    """The SenML JSON text carrying one clip's features, in ``encoding`` (float32, float16 or int8)."""
     check_clip_id(clip_id)
-    values = np.asarray(features)
+    values = np.asarray(features, dtype=np.float32)
     if values.shape != config.shape:
         raise FeaturesPackError(f"features of shape {values.shape} do not match the config's {config.shape}")
+    if encoding not in ENCODINGS:
+        raise FeaturesPackError(f"encoding {encoding!r} is not one of {sorted(ENCODINGS)}")
+    extra: list[dict[str, Any]] = []
+    if encoding == "int8":
+        data, scale, zero_point = quantize_int8(values)
+        extra = [{"n": SCALE_RECORD, "v": scale}, {"n": ZERO_POINT_RECORD, "v": zero_point}]
+    else:
+        data = values.astype(ENCODINGS[encoding], copy=False)
     pack = [
         {
             "bn": f"{CLIP_BASE_NAME_PREFIX}{clip_id}:",
             "bt": round(time.time() if sent_at is None else sent_at, 3),
             "n": FEATURES_RECORD,
-            "vd": senml.encode_data(values.astype(FEATURES_DTYPE, copy=False).tobytes()),
+            "vd": senml.encode_data(data.tobytes()),
         },
         {"n": SHAPE_RECORD, "vs": "x".join(str(size) for size in values.shape)},
         {"n": CONFIG_RECORD, "vs": config_json(config)},
     ]
-    return senml.dumps(pack)
+    if encoding != "float32":  # float32 packs stay exactly what the MQTT path has always sent
+        pack.append({"n": ENCODING_RECORD, "vs": encoding})
+    return senml.dumps(pack + extra)
+
+
+def is_features_pack(records: list[dict[str, Any]]) -> bool:
+    """Whether resolved SenML records are a features pack (rather than, say, an audio pack)."""
+    return any(record["n"].endswith(f":{FEATURES_RECORD}") for record in records)
 
 
 def decode_features_pack(payload: bytes | str) -> FeaturesMessage:
@@ -124,6 +169,11 @@ def decode_features_pack(payload: bytes | str) -> FeaturesMessage:
         records = senml.loads(payload)
     except senml.SenMLError as error:
         raise FeaturesPackError(f"not a SenML pack: {error}") from error
+    return features_from_records(records)
+
+
+def features_from_records(records: list[dict[str, Any]]) -> FeaturesMessage:
+    """The features pack in resolved SenML records (for a receiver that parsed the SenML already)."""
     by_name = {record["n"]: record for record in records}
     if len(by_name) != len(records):
         raise FeaturesPackError("pack repeats a record name")
@@ -143,15 +193,27 @@ def decode_features_pack(payload: bytes | str) -> FeaturesMessage:
         data = senml.decode_data(features_record["vd"])
     except senml.SenMLError as error:
         raise FeaturesPackError(f"features: {error}") from error
-    expected_bytes = math.prod(shape) * FEATURES_DTYPE.itemsize
+    encoding = _string_value(by_name, base + ENCODING_RECORD) if base + ENCODING_RECORD in by_name else "float32"
+    if encoding not in ENCODINGS:
+        raise FeaturesPackError(f"encoding {encoding!r} is not one of {sorted(ENCODINGS)}")
+    dtype = ENCODINGS[encoding]
+    expected_bytes = math.prod(shape) * dtype.itemsize
     if len(data) != expected_bytes:
         raise FeaturesPackError(
-            f"features hold {len(data)} bytes; shape {_shape_text(shape)} of float32 needs {expected_bytes}"
+            f"features hold {len(data)} bytes; shape {_shape_text(shape)} of {encoding} needs {expected_bytes}"
         )
-    features = np.frombuffer(data, dtype=FEATURES_DTYPE).astype(np.float32).reshape(shape)
+    raw = np.frombuffer(data, dtype=dtype).reshape(shape)
+    if encoding == "int8":
+        scale = _number_value(by_name, base + SCALE_RECORD)
+        zero_point = _number_value(by_name, base + ZERO_POINT_RECORD)
+        if not scale > 0 or zero_point != int(zero_point) or not -128 <= zero_point <= 127:
+            raise FeaturesPackError("int8 features need a positive 'scale' and an integer 'zero_point' in -128..127")
+        features = ((raw.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
+    else:
+        features = raw.astype(np.float32)
     if not np.isfinite(features).all():
         raise FeaturesPackError("features contain NaN or infinity")
-    return FeaturesMessage(clip_id, features, config, float(features_record["t"]))
+    return FeaturesMessage(clip_id, features, config, float(features_record["t"]), encoding)
 
 
 def check_config(message: FeaturesMessage, expected: FeatureConfig) -> None:
@@ -170,6 +232,15 @@ def _string_value(by_name: dict[str, dict[str, Any]], name: str) -> str:
     if "vs" not in record:
         raise FeaturesPackError(f"record {name!r} must carry a string value 'vs'")
     return record["vs"]
+
+
+def _number_value(by_name: dict[str, dict[str, Any]], name: str) -> float:
+    record = by_name.get(name)
+    if record is None:
+        raise FeaturesPackError(f"pack has no {name!r} record")
+    if "v" not in record:
+        raise FeaturesPackError(f"record {name!r} must carry a number value 'v'")
+    return float(record["v"])
 
 
 def _shape_of(text: str) -> tuple[int, int]:

@@ -107,3 +107,52 @@ def test_encoding_refuses_features_of_another_shape() -> None:
 # --------------------------------------------------------------------------- #
 # Predictions, status, topics, broker URLs
 # --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(("encoding", "tolerance"), [("float32", 0.0), ("float16", 2e-3), ("int8", None)])
+def test_encodings_round_trip_within_their_precision(encoding: str, tolerance: float | None) -> None:
+    values = features(seed=3) * 4 - 6  # log-mel-like range
+    message = decode_features_pack(encode_features_pack("run-1", values, CONFIG, encoding=encoding))
+    assert message.encoding == encoding and message.features.dtype == np.float32
+    if tolerance is None:  # int8: half a quantization step of the pack's own range
+        tolerance = (values.max() - values.min()) / 255 / 2 + 1e-6
+        assert np.abs(message.features - values).max() <= tolerance
+    else:
+        np.testing.assert_allclose(message.features, values, atol=tolerance * np.abs(values).max())
+
+
+def test_int8_data_is_a_quarter_of_float32() -> None:
+    def data_length(encoding: str) -> int:
+        pack = json.loads(encode_features_pack("run-1", features(seed=4), CONFIG, encoding=encoding))
+        return len(next(record["vd"] for record in pack if "vd" in record))
+
+    assert data_length("int8") == pytest.approx(data_length("float32") / 4, abs=2)
+    assert data_length("float16") == pytest.approx(data_length("float32") / 2, abs=2)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"encoding": "int4"}, "encoding 'int4' is not one of"),
+        ({"scale": None}, "no 'urn:kws:clip:run-1:scale' record"),
+        ({"scale": -1.0}, "positive 'scale'"),
+        ({"zero_point": 300}, "zero_point' in -128..127"),
+        ({"zero_point": 1.5}, "zero_point' in -128..127"),
+    ],
+)
+def test_malformed_int8_packs_say_what_is_wrong(change: dict, message: str) -> None:
+    records = json.loads(encode_features_pack("run-1", features(), CONFIG, encoding="int8"))
+    for name, value in change.items():
+        if name == "encoding":
+            next(r for r in records if r["n"] == "encoding")["vs"] = value
+        elif value is None:
+            records = [r for r in records if r["n"] != name]
+        else:
+            next(r for r in records if r["n"] == name)["v"] = value
+    with pytest.raises(FeaturesPackError, match=message):
+        decode_features_pack(json.dumps(records))
+
+
+def test_float32_packs_name_no_encoding() -> None:
+    """What the MQTT path has always sent stays byte-for-byte the same."""
+    assert all(record["n"] != "encoding" for record in pack_records())
