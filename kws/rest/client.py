@@ -4,6 +4,12 @@
         answer = big.predict(pcm)          # BigAnswer, or raises BigUnavailable
         print(answer.label, answer.wire_bytes)
 
+What travels is the client's ``payload``: ``pcm`` (the clip as a SenML audio pack,
+about 43 KB) or ``features`` (Big's own features of the clip, computed here with
+the FeatureConfig Big's ``GET /model`` gives, int8 in a SenML features pack, about
+3 KB). ``auto``, the default, takes features whenever the service lists them in
+``GET /health``, so an older service that takes only audio still works.
+
 Failures come in two kinds, because the cascade treats them differently:
 
 * :class:`BigUnavailable` -- the service cannot answer now (connection refused,
@@ -28,10 +34,16 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from kws.wire import audio_pack, senml
+from kws.features import FeatureConfig, compute_features
+from kws.wire import audio_pack, features_pack, senml
 
 log = logging.getLogger(__name__)
 
+#: What a client can send; "auto" picks the cheaper one the service takes.
+PAYLOADS = ("pcm", "features")
+PAYLOAD_CHOICES = ("auto", *PAYLOADS)
+#: How features travel to Big: int8 is a quarter of float32 and leaves Big's answers as they were.
+FEATURES_ENCODING = "int8"
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_RETRIES = 2
 #: Statuses worth retrying: the service (or a proxy before it) is restarting or overloaded.
@@ -57,6 +69,8 @@ class BigAnswer:
     model_name: str
     body_bytes: int
     """Size of the request body (the SenML pack)."""
+    payload: str
+    """What the body carried: "pcm" or "features"."""
     wire_bytes: int
     """Request and response, headers and bodies: see :func:`exchange_bytes`."""
     seconds: float
@@ -114,8 +128,17 @@ class BigClient:
         timeout: float = DEFAULT_TIMEOUT_S,
         retries: int = DEFAULT_RETRIES,
         device: str | None = None,
+        payload: str = "auto",
     ) -> None:
+        if payload not in PAYLOAD_CHOICES:
+            raise ValueError(f"payload must be one of {PAYLOAD_CHOICES}, got {payload!r}")
         self.service_url = service_url.rstrip("/")
+        self.payload_choice = payload
+        #: What predict() sends; settled by negotiate() (PCM until then: every service takes it).
+        self.payload = "pcm" if payload == "auto" else payload
+        self._features_config: FeatureConfig | None = None
+        self._negotiated = False
+        self._sent = 0
         self.timeout = timeout
         self.device = audio_pack.default_device_id() if device is None else device
         self.session = requests.Session()
@@ -180,9 +203,42 @@ class BigClient:
         """GET /model: the Big model's metadata."""
         return self._request("GET", "/model").json()
 
+    def negotiate(self) -> dict[str, Any]:
+        """Ask the service once which payloads it takes and with which features; returns GET /model.
+
+        BigUnavailable when it cannot answer (negotiation is tried again before the next
+        request); BigRejected when ``payload`` names one the service does not take.
+        """
+        offered = self.health().get("payloads", ["pcm"])  # a service from before features answers no list
+        info = self.model_info()
+        if self.payload_choice == "auto":
+            self.payload = "features" if "features" in offered else "pcm"
+        elif self.payload_choice not in offered:
+            raise BigRejected(f"{self.service_url} takes payloads {offered}, not {self.payload_choice!r}")
+        if self.payload == "features":
+            try:
+                self._features_config = FeatureConfig.from_dict(info["feature_config"])
+            except (KeyError, TypeError, ValueError) as error:
+                raise BigRejected(f"{self.service_url}/model gives no usable feature_config ({error})") from error
+        self._negotiated = True
+        log.info("Big service %s: model %s, sending %s", self.service_url, info.get("name"), self.payload)
+        return info
+
+    def encode(self, samples: np.ndarray, sample_rate: int = audio_pack.EXPECTED_SAMPLE_RATE) -> bytes:
+        """The request body for one clip in the negotiated payload."""
+        if self.payload == "features" and self._features_config is not None:
+            self._sent += 1
+            features = compute_features(samples, self._features_config, sample_rate)
+            return features_pack.encode_features_pack(
+                f"{self.device}-{self._sent}", features, self._features_config, encoding=FEATURES_ENCODING
+            ).encode("utf-8")
+        return audio_pack.encode_audio_pack(samples, sample_rate, device=self.device).encode("utf-8")
+
     def predict(self, samples: np.ndarray, sample_rate: int = audio_pack.EXPECTED_SAMPLE_RATE) -> BigAnswer:
-        """Big's answer for one int16 clip."""
-        body = audio_pack.encode_audio_pack(samples, sample_rate, device=self.device).encode("utf-8")
+        """Big's answer for one int16 clip, sent as the negotiated payload."""
+        if not self._negotiated:
+            self.negotiate()
+        body = self.encode(samples, sample_rate)
         started = time.perf_counter()
         response = self._request("POST", "/predict", data=body, headers={"Content-Type": senml.MEDIA_TYPE})
         seconds = time.perf_counter() - started
@@ -194,6 +250,7 @@ class BigClient:
             labels=tuple(answer["labels"]),
             model_name=answer["model"]["name"],
             body_bytes=len(body),
+            payload=self.payload,
             wire_bytes=exchange_bytes(response),
             seconds=seconds,
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from urllib.parse import urlsplit
 
-from kws.rest.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, BigClient
+from kws.rest.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, PAYLOAD_CHOICES, BigClient
 from kws.wire.audio_pack import AudioPackError, check_device_id
 
 DEFAULT_SERVICE = "http://127.0.0.1:8080"
@@ -31,6 +31,11 @@ def add_big_client_arguments(parser: argparse.ArgumentParser) -> argparse._Argum
         help="extra attempts on network errors and 502/503/504 (default: %(default)s)",
     )
     group.add_argument("--device", metavar="ID", help="device id in the SenML base name (default: this host's name)")
+    group.add_argument(
+        "--payload", choices=PAYLOAD_CHOICES, default="auto",
+        help="what goes to Big: the clip (pcm, ~43 KB) or Big's int8 features (~3 KB); "
+        "auto takes features when the service does (default: %(default)s)",
+    )
     return group
 
 
@@ -49,4 +54,4 @@ def check_big_client_arguments(parser: argparse.ArgumentParser, args: argparse.N
 
 
 def big_client_from_args(args: argparse.Namespace) -> BigClient:
-    return BigClient(args.service, timeout=args.timeout, retries=args.retries, device=args.device)
+    return BigClient(args.service, timeout=args.timeout, retries=args.retries, device=args.device, payload=args.payload)
