@@ -236,7 +236,7 @@ class BigClient:
 
     def predict(self, samples: np.ndarray, sample_rate: int = audio_pack.EXPECTED_SAMPLE_RATE) -> BigAnswer:
         """Big's answer for one int16 clip, sent as the negotiated payload."""
-        if not self._negotiated:
+        if not self._negotiated and self.payload_choice != "pcm":  # PCM needs nothing from the service
             self.negotiate()
         body = self.encode(samples, sample_rate)
         started = time.perf_counter()

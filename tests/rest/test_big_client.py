@@ -63,7 +63,7 @@ def recording_server() -> Iterator[RecordingServer]:
 
 
 def test_exchange_bytes_equal_the_bytes_on_the_socket(recording_server) -> None:
-    with BigClient(recording_server.url, device="pi-test") as big:
+    with BigClient(recording_server.url, device="pi-test", payload="pcm") as big:
         answer = big.predict(np.arange(16_000, dtype=np.int16))
     assert answer.label == "yes" and answer.labels[answer.index] == "yes"
     assert answer.wire_bytes == len(recording_server.received) + len(recording_server.sent)
@@ -80,7 +80,7 @@ def test_exchange_bytes_of_a_get(recording_server) -> None:
 def test_4xx_is_rejected_not_unavailable() -> None:
     server = RecordingServer(b"HTTP/1.1 422 Unprocessable Entity", b'{"error":"pack has no audio","status":422}')
     try:
-        with BigClient(server.url) as big, pytest.raises(BigRejected, match="pack has no audio"):
+        with BigClient(server.url, payload="pcm") as big, pytest.raises(BigRejected, match="pack has no audio"):
             big.predict(np.zeros(100, dtype=np.int16))
     finally:
         server.close()
@@ -89,7 +89,7 @@ def test_4xx_is_rejected_not_unavailable() -> None:
 def test_5xx_after_retries_is_unavailable() -> None:
     server = RecordingServer(b"HTTP/1.1 503 Service Unavailable", b'{"error":"loading","status":503}')
     try:
-        with BigClient(server.url, retries=1) as big, pytest.raises(BigUnavailable, match="503"):
+        with BigClient(server.url, retries=1, payload="pcm") as big, pytest.raises(BigUnavailable, match="503"):
             big.predict(np.zeros(100, dtype=np.int16))
         assert server.received.count(b"POST /predict") == 2, "one retry"
     finally:
@@ -97,7 +97,7 @@ def test_5xx_after_retries_is_unavailable() -> None:
 
 
 def test_connection_refused_is_unavailable_and_warned_once(caplog) -> None:
-    with BigClient(f"http://127.0.0.1:{free_tcp_port()}", retries=0) as big:
+    with BigClient(f"http://127.0.0.1:{free_tcp_port()}", retries=0, payload="pcm") as big:
         for _ in range(3):
             with pytest.raises(BigUnavailable):
                 big.predict(np.zeros(100, dtype=np.int16))
@@ -107,5 +107,17 @@ def test_connection_refused_is_unavailable_and_warned_once(caplog) -> None:
 def test_a_silent_service_times_out_as_unavailable() -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections (backlog), never answers
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        with BigClient(url, timeout=0.2, retries=0) as big, pytest.raises(BigUnavailable, match="timed out"):
+        with BigClient(url, timeout=0.2, retries=0, payload="pcm") as big, pytest.raises(BigUnavailable, match="timed out"):
             big.predict(np.zeros(100, dtype=np.int16))
+
+
+def test_auto_payload_takes_features_only_from_a_service_that_lists_them() -> None:
+    """A service from before the features payload answers /health without a list: the client sends PCM."""
+    server = RecordingServer()  # answers every request with ANSWER, which lists no payloads
+    try:
+        with BigClient(server.url) as big:
+            answer = big.predict(np.zeros(16_000, dtype=np.int16))
+        assert big.payload == "pcm" and answer.payload == "pcm"
+        assert b"GET /health" in server.received and b'"n":"audio"' in server.received
+    finally:
+        server.close()
