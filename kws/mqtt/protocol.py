@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from kws.features import FeatureConfig
 from kws.util.numbers import is_finite_number
-from kws.wire.features_pack import IDENTIFIER, FeaturesPackError, config_from_json
+from kws.wire.features_pack import FeaturesPackError, check_clip_id, config_from_json
 
 DEFAULT_TOPIC_PREFIX = "kws"
 DEFAULT_MQTT_PORT = 1883
@@ -78,12 +78,11 @@ def parse_broker_url(url: str) -> BrokerAddress:
 
 
 def check_identifier(value: str, what: str) -> str:
-    """A clip id or client name usable as one topic level and inside a SenML name."""
-    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
-        raise ProtocolError(
-            f"{what} {value!r} must be 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
-        )
-    return value
+    """A clip id or client name usable as one topic level and inside a SenML name (the features pack's rule)."""
+    try:
+        return check_clip_id(value, what)
+    except FeaturesPackError as error:
+        raise ProtocolError(str(error)) from error
 
 
 @dataclass(frozen=True)
