@@ -107,7 +107,8 @@ def test_connection_refused_is_unavailable_and_warned_once(caplog) -> None:
 def test_a_silent_service_times_out_as_unavailable() -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections (backlog), never answers
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        with BigClient(url, timeout=0.2, retries=0, payload="pcm") as big, pytest.raises(BigUnavailable, match="timed out"):
+        big = BigClient(url, timeout=0.2, retries=0, payload="pcm")
+        with big, pytest.raises(BigUnavailable, match="timed out"):
             big.predict(np.zeros(100, dtype=np.int16))
 
 
