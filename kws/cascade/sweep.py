@@ -83,6 +83,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], predictions: rule.PairedPredictio
     axes.axhline(predictions.little_accuracy, color="tab:red", linestyle=":",
                  label=f"Little alone {predictions.little_accuracy:.3f}")
     axes.set_xscale("symlog", linthresh=0.1)
+    axes.set_xlim(left=0)
     axes.set_xlabel(f"MB sent to Big per 800 clips (measured on {predictions.samples} clips)")
     axes.set_ylabel("accuracy")
     axes.set_title("Big/Little cascade: accuracy against communication")
