@@ -61,7 +61,7 @@ class AnswerWatcher:
             return
         with self._changed:
             self.counts[prediction.client] += 1
-            self.answered_clips.add(TOPICS.clip_id_of(message.topic, "prediction"))
+            self.answered_clips.add(TOPICS.answer_of(message.topic)[1])
             self._changed.notify_all()
 
     def wait_for(self, count: int, client: str | None = None, timeout_s: float = 30.0) -> None:
@@ -145,8 +145,12 @@ def test_a_killed_client_leaves_its_clips_to_the_others(
     victim = ensemble_models[-1].name
     watcher.wait_for(5, client=victim)  # the run is under way: 72 clips at 30 a second take 2.4 s
     fleet.kill(victim)
-    stray = Prediction("ghost", "ghost", ("yes", "no"), (0.5, 0.5), 1.0).to_json()
-    for topic, payload in ((TOPICS.prediction("not-a-clip"), stray), (TOPICS.prediction("x"), "{garbage")):
+    labels = ModelMetadata.read(ensemble_models[0].with_suffix(".json")).labels
+    ghost = Prediction("ghost", "ghost", ("yes", "no"), (0.5, 0.5), 1.0).to_json()
+    late = Prediction(victim, victim, labels, (1 / len(labels),) * len(labels), 1.0).to_json()
+    strays = ((TOPICS.prediction("ghost", "c1"), ghost), (TOPICS.prediction(victim, "not-a-clip"), late),
+              (TOPICS.prediction("x", "y"), "{garbage"))
+    for topic, payload in strays:
         publish.single(topic, payload, qos=1, hostname=mosquitto.address.host, port=mosquitto.address.port)
     report = finish(process, report_path)
     assert report["samples"] == 72
@@ -154,7 +158,10 @@ def test_a_killed_client_leaves_its_clips_to_the_others(
     assert 0 < report["incomplete"] < 72
     assert report["answers_per_clip"]["min"] == 3
     assert 5 <= report["answers_per_model"][victim] < 72
-    assert report["ignored_answers"] == {"malformed": 1, "unknown clip": 1}, "stray answers are counted, not used"
+    assert report["rejected_answers"] == {"malformed": 1, "sender not in the roster": 1, "unknown clip": 1}, (
+        "stray answers are counted, not used"
+    )
+    assert report["rejected_senders"] == {"ghost": 1, victim: 1, "x": 1}
 
 
 @pytest.mark.parametrize("qos", [0, 1])
