@@ -224,7 +224,10 @@ class MqttConnection:
             pass  # said once, in _give_up
         elif not was_connected:  # the socket opened but no CONNACK came: say what the port speaks
             self.failed_attempts += 1
-            self.last_failure, _ = _why_unreachable(self.settings.broker, self._tls_context)
+            self.last_failure, hopeless = _why_unreachable(self.settings.broker, self._tls_context)
+            if hopeless:
+                self._give_up(f"no MQTT session with {self.settings.broker.url}: {self.last_failure}")
+                return
             log.warning("%s: no MQTT session with %s (%s; %s); retrying", self.settings.client_id,
                         self.settings.broker.url, reason_code, self.last_failure)
         else:
@@ -261,36 +264,40 @@ class MqttConnection:
 def _why_unreachable(broker: BrokerAddress, tls: ssl.SSLContext | None) -> tuple[str, bool]:
     """Why a connection to the broker fails now (paho does not pass the reason on), and whether retrying is hopeless.
 
-    A certificate that does not verify is hopeless; a port that speaks TLS to a plain
-    client, or plain text to a TLS client, is named, so the URL's scheme can be fixed.
+    Hopeless, so said once and not retried: a certificate that does not verify, and a
+    port that speaks TLS to a plain client or plain text to a TLS client (named, so the
+    URL's scheme can be fixed).
     """
     try:
         with socket.create_connection((broker.host, broker.port), timeout=PROBE_TIMEOUT_S) as connection:
             if tls is None:
-                return "the TCP connection opens, but the MQTT handshake failed" + _tls_hint(connection), False
+                if _speaks_tls(connection):
+                    return "the port speaks TLS: use an mqtts:// URL in --broker", True
+                return "the TCP connection opens, but the MQTT handshake failed", False
             try:
                 with tls.wrap_socket(connection, server_hostname=broker.host):
                     return "TLS is fine, but the MQTT handshake failed", False
             except ssl.SSLCertVerificationError as error:
                 return (f"TLS: the broker's certificate does not verify ({error.verify_message}): --cafile must "
                         f"be the CA that signed it, and the certificate must name {broker.host}"), True
-            except (ssl.SSLError, OSError) as error:
-                return (f"TLS handshake failed ({getattr(error, 'reason', None) or error}): is port "
-                        f"{broker.port} a TLS listener? A plain one needs an mqtt:// URL"), False
+            except ssl.SSLError as error:
+                plain = error.reason == "WRONG_VERSION_NUMBER"
+                why = "the port speaks plain MQTT: use an mqtt:// URL in --broker" if plain else error.reason
+                return f"TLS handshake failed: {why}", plain
     except OSError as error:
         return error.strerror or str(error), False
 
 
-def _tls_hint(connection: socket.socket) -> str:
-    """' (the port speaks TLS: ...)' when a TLS handshake on ``connection`` succeeds, else ''."""
+def _speaks_tls(connection: socket.socket) -> bool:
+    """Whether a TLS handshake on ``connection`` succeeds (a plain client dialled a TLS port)."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # only asking whether the port speaks TLS; nothing is sent
     try:
         with context.wrap_socket(connection):
-            return " (the port speaks TLS: use an mqtts:// URL in --broker)"
+            return True
     except (ssl.SSLError, OSError):
-        return ""
+        return False
 
 
 def _wait_published(info: mqtt.MQTTMessageInfo, timeout_s: float) -> None:

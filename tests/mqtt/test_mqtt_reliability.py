@@ -20,21 +20,21 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import paho.mqtt.publish as publish
 import pytest
+from ensemble_runs import (
+    COOPERATIVE_CLIENT,
+    REPO_ROOT,
+    RUN_TIMEOUT_S,
+    TOPICS,
+    finish,
+    in_process_accuracy,
+    start_cooperative,
+)
 
-from kws.audio import read_wav
-from kws.data.clips import select_clips
-from kws.features import compute_features
-from kws.model.runtime import ModelMetadata, load_model
+from kws.model.runtime import ModelMetadata
 from kws.mqtt.brokers.mosquitto import LocalMosquitto
 from kws.mqtt.fleet import ClientSpec, InferenceFleet, specs_for_models
-from kws.mqtt.policies import combine
-from kws.mqtt.protocol import ONLINE, BrokerAddress, ClientStatus, Prediction, ProtocolError, Topics
+from kws.mqtt.protocol import ONLINE, BrokerAddress, ClientStatus, Prediction, ProtocolError
 from kws.wire.features_pack import encode_features_pack
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-COOPERATIVE_CLIENT = REPO_ROOT / "cooperative_client.py"
-TOPICS = Topics("kws")
-RUN_TIMEOUT_S = 90
 
 
 class AnswerWatcher:
@@ -89,36 +89,6 @@ def fleet(mosquitto: LocalMosquitto, ensemble_models: list[Path], tmp_path: Path
     specs = specs_for_models([str(model) for model in ensemble_models])
     with InferenceFleet(specs, mosquitto.address, TOPICS.prefix, "5", qos=1, log_dir=tmp_path / "clients") as clients:
         yield clients
-
-
-def start_cooperative(broker: BrokerAddress, data_dir: Path, config_from: Path, report: Path, *options: str):
-    command = [
-        sys.executable, str(COOPERATIVE_CLIENT), "--broker", broker.url, "--data-dir", str(data_dir),
-        "--split", "all", "--config-from", str(config_from), "--report", str(report), "--ready-timeout", "60",
-        *options,
-    ]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finish(process: subprocess.Popen, report: Path) -> dict:
-    output, _ = process.communicate(timeout=RUN_TIMEOUT_S)
-    assert process.returncode == 0, output
-    return json.loads(report.read_text())
-
-
-def in_process_accuracy(models: list[Path], data_dir: Path, policy: str) -> tuple[int, dict[str, float]]:
-    """Correct clips of the ensemble and each model's accuracy, all in this process: what MQTT must reproduce."""
-    loaded = [load_model(stem) for stem in models]
-    labels = loaded[0].labels
-    correct, model_correct = 0, Counter()
-    clips = select_clips(data_dir, "all", labels)
-    for clip in clips:
-        features = compute_features(read_wav(clip.path), loaded[0].feature_config)
-        scores = np.stack([model.predict_features(features) for model in loaded])
-        correct += labels[combine(scores, policy)] == clip.label
-        for model, row in zip(loaded, scores):
-            model_correct[model.name] += labels[int(row.argmax())] == clip.label
-    return correct, {name: round(count / len(clips), 4) for name, count in model_correct.items()}
 
 
 def test_four_clients_answer_every_clip(mosquitto, fleet, ensemble_models, small_dataset, tmp_path) -> None:
