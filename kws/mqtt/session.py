@@ -87,6 +87,9 @@ def choose_broker(options: CooperativeOptions) -> BrokerAddress:
 def run_cooperative(options: CooperativeOptions) -> dict[str, Any]:
     """Run the session and return its report; raises ValueError (bad options), ModelError,
     DatasetError, FleetError, TimeoutError or ConnectionError (no broker), each with a clear message."""
+    if options.embedded_broker and (options.security.username or options.security.uses_tls_files):
+        raise ValueError("the embedded broker has no accounts and no TLS: drop --username, --password-file, "
+                         "--cafile, --certfile and --keyfile, or use --broker")
     source = options.config_from or (options.spawn[0] if options.spawn else None)
     if source is None:
         raise ValueError("say which model's FeatureConfig to use: --config-from MODEL (or --spawn MODEL ...)")
@@ -100,9 +103,6 @@ def run_cooperative(options: CooperativeOptions) -> dict[str, Any]:
     mqtt_version = options.mqtt_version or (embedded.MQTT_VERSION if options.embedded_broker else "5")
     if options.embedded_broker and mqtt_version != embedded.MQTT_VERSION:
         raise ValueError(f"the embedded broker speaks MQTT {embedded.MQTT_VERSION} only")
-    if options.embedded_broker and (options.security.username or options.security.uses_tls_files):
-        raise ValueError("the embedded broker has no accounts and no TLS: drop --username, --password-file, "
-                         "--cafile, --certfile and --keyfile, or use --broker")
     metadata = read_feature_source(source)
     clips = choose_clips(options.data_dir, options.split, metadata.labels, options.limit)
     topics = Topics(options.topic_prefix)
