@@ -26,7 +26,7 @@ import paho.mqtt.client as mqtt
 
 from kws.features import FeatureConfig
 from kws.mqtt.connection import ConnectionSettings, MqttConnection, Retained
-from kws.mqtt.protocol import ONLINE, BrokerAddress, ClientStatus, Prediction, ProtocolError, Topics
+from kws.mqtt.protocol import OFFLINE, ONLINE, BrokerAddress, ClientStatus, Prediction, ProtocolError, Topics
 from kws.mqtt.security import BrokerSecurity
 
 FORGED_INFERENCE_MS = 0.0
@@ -63,13 +63,15 @@ class Forger:
         """Forged answers published, by kind (:data:`OWN`, :data:`CLAIMED`, :data:`IMPERSONATED`)."""
         self.clips_seen = 0
         self._lock = threading.Lock()
-        online = None
+        online = offline = None
         if announce is not None:
             online = Retained(topics.status(name), ClientStatus(name, ONLINE, name, None, announce).to_json())
+            offline = Retained(topics.status(name), ClientStatus(name, OFFLINE, name).to_json())
         self.connection = MqttConnection(
             ConnectionSettings(
                 broker, client_id=f"kws-{name}", mqtt_version=mqtt_version,
-                subscriptions=[(topics.all_audio, 1)], online=online, security=security or BrokerSecurity(),
+                subscriptions=[(topics.all_audio, 1)], online=online, offline=offline,
+                security=security or BrokerSecurity(),
             ),
             self._answer,
         )
