@@ -39,8 +39,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.common import add_data_dir_argument, parse_bench_args
 from bench.forger import Forger, is_forged
-from kws.data.clips import DatasetError, resolve_data_dir
 from kws.model.metadata import ModelMetadata, metadata_path
 from kws.mqtt.brokers.mosquitto import RECIPE_DIR, LocalMosquitto, recipe_listener
 from kws.mqtt.fleet import ClientSpec, InferenceFleet, specs_for_models
@@ -158,23 +158,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, help="Speech Commands folder (default: $KWS_DATA_DIR or ../shared)")
+    add_data_dir_argument(parser)
     parser.add_argument("--split", default="test", help="split to take clips from (default: %(default)s)")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="the members (default: ensemble_1..4)")
     parser.add_argument("--clips", type=int, help="use this many clips spread over the split (default: all)")
     parser.add_argument("--timeout", type=float, default=30.0, help="per-clip deadline, s (default: %(default)s)")
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, help="JSON report (default: %(default)s)")
-    args = parser.parse_args(argv)
-    try:
-        args.data_dir = resolve_data_dir(args.data_dir)
-    except DatasetError as error:
-        parser.error(f"--data-dir: {error}")
-    return args
+    return parse_bench_args(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     report = run(args)
     rows = [
         [name, result["accuracy"], result["forged_sent"], result["forged_combined"], result["refused_by_broker"],
