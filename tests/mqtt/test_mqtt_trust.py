@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -24,12 +25,13 @@ from kws.model.metadata import ModelMetadata
 from kws.mqtt.brokers.mosquitto import RECIPE_DIR, LocalMosquitto, find_mosquitto, recipe_listener
 from kws.mqtt.connection import ConnectionSettings, MqttConnection
 from kws.mqtt.fleet import ClientSpec, InferenceFleet, specs_for_models
-from kws.mqtt.protocol import BrokerAddress, Prediction
+from kws.mqtt.protocol import ONLINE, BrokerAddress, ClientStatus, Prediction
 from kws.mqtt.security import BrokerSecurity
 from kws.util.net import free_tcp_port
 
 COOPERATIVE = "kws-coop"
 INTRUDER = "intruder"
+REPLICAS = ("replica-a", "replica-b")
 
 
 def make_secrets(target: Path, *users: str) -> Path:
@@ -51,8 +53,9 @@ def model_names(ensemble_models: list[Path]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def secrets(tmp_path_factory: pytest.TempPathFactory, model_names: dict[str, str]) -> Path:
-    """An account for the cooperative client, each ensemble member and one intruder; the CA; the broker's files."""
-    return make_secrets(tmp_path_factory.mktemp("secrets"), COOPERATIVE, *model_names, INTRUDER)
+    """Accounts for the cooperative client, each ensemble member, one intruder and two replicas; the CA; the
+    broker's files."""
+    return make_secrets(tmp_path_factory.mktemp("secrets"), COOPERATIVE, *model_names, INTRUDER, *REPLICAS)
 
 
 def account(secrets: Path, user: str, cafile: Path | None = None) -> BrokerSecurity:
@@ -186,6 +189,24 @@ def publish_as(broker: BrokerAddress, security: BrokerSecurity, topic: str, payl
     return connection
 
 
+def wait_online(broker: BrokerAddress, security: BrokerSecurity, names: Sequence[str], timeout_s: float = 30) -> None:
+    """Until every client in ``names`` has announced itself online (read as ``security``'s account)."""
+    online: set[str] = set()
+
+    def record(message) -> None:
+        status = ClientStatus.from_json(message.payload)
+        if status.state == ONLINE:
+            online.add(status.client)
+
+    connection = MqttConnection(ConnectionSettings(broker, client_id="probe-online", security=security,
+                                                   subscriptions=[(TOPICS.all_status, 1)]), record).start()
+    try:
+        wait_until(lambda: online >= set(names), timeout_s)
+        assert online >= set(names), f"only {sorted(online)} of {names} came online"
+    finally:
+        connection.stop()
+
+
 def wait_until(condition, timeout_s: float = 5.0) -> None:
     """Until ``condition()`` holds: PUBACKs and their reason codes arrive on paho's thread."""
     deadline = time.monotonic() + timeout_s
@@ -278,6 +299,21 @@ def test_a_plain_url_to_the_tls_port_is_named(recipe_broker, secrets, ensemble_m
                "--limit", "2")
     assert done.returncode == 2
     assert "the port speaks TLS: use an mqtts:// URL in --broker" in done.stderr
+
+
+def test_replicas_with_their_own_accounts_share_a_model_under_the_acl(
+    recipe_broker, secrets, ensemble_models, small_dataset, tmp_path
+) -> None:
+    model = ModelMetadata.read(ensemble_models[0].with_suffix(".json")).name
+    specs = [ClientSpec(str(ensemble_models[0]), name, ("--share",), account(secrets, name)) for name in REPLICAS]
+    report_path = tmp_path / "report.json"
+    with InferenceFleet(specs, recipe_broker.address, TOPICS.prefix, "5", qos=1, log_dir=tmp_path / "clients"):
+        wait_online(recipe_broker.address, account(secrets, COOPERATIVE), REPLICAS)  # so both get a share
+        process = start_cooperative(recipe_broker.address, small_dataset, ensemble_models[0], report_path,
+                                    *account_flags(secrets, COOPERATIVE), "--expect-models", model)
+        report, _ = finish_with_output(process, report_path)
+    assert report["answers_per_clip"] == {"min": 1, "mean": 1.0, "max": 1} and report["rejected_answers"] == {}
+    assert set(report["clients"]) == set(REPLICAS), "both replicas took a share, each under its own name"
 
 
 def test_client_certificates_instead_of_passwords(secrets, ensemble_models, model_names, small_dataset,
