@@ -12,6 +12,11 @@ Against a running broker (mosquitto) and clients started elsewhere::
 
     python cooperative_client.py --broker mqtt://127.0.0.1:1883 --config-from models/ensemble_1 \\
         --expect 4 --policy vote --report reports/mqtt_vote.json
+
+Only answers from the clients that announced the expected models count; everything
+else is counted in the report's ``rejected_answers``. Against the secure recipe
+(deploy/mosquitto) add ``--broker mqtts://HOST:8883 --username kws-coop
+--password-file FILE --cafile ca.crt``.
 """
 
 # ruff: noqa: E402 - imports follow the environment line on purpose
