@@ -21,8 +21,10 @@ The inference clients and the cooperative client share the hard parts of MQTT:
   will, so whoever waits for clients never waits on a crashed one.
 
 * **Saying at once what is wrong for good.** A broker that refuses our account
-  (wrong user name or password, none given) or a certificate that does not check out
-  against ``--cafile`` will not get better by retrying: the connection stops trying,
+  (wrong user name or password, none given), a certificate that does not check out
+  against ``--cafile``, or a URL whose scheme does not match the port (``mqtt://`` to
+  a TLS listener, ``mqtts://`` to a plain one) will not get better by retrying: the
+  connection stops trying,
   :attr:`MqttConnection.refusal` says why, naming the flag to fix, and the program
   exits. A broker that is merely down is retried with backoff, each attempt logged.
 

@@ -259,13 +259,16 @@ def refusal_cases(secrets: Path, other_ca: Path, wrong_password: Path) -> dict[s
     return {
         "wrong password": (["--username", COOPERATIVE, "--password-file", str(wrong_password),
                             "--cafile", str(clients / "ca.crt")], ["Not authorized", "--password-file"]),
+        "wrong password, MQTT 3.1.1": (["--mqtt-version", "3.1.1", "--username", COOPERATIVE, "--password-file",
+                                        str(wrong_password), "--cafile", str(clients / "ca.crt")],
+                                       ["Not authorized", "--password-file"]),
         "no account": (["--cafile", str(clients / "ca.crt")], ["Not authorized", "--username", "--password-file"]),
         "wrong CA": ([*account_flags(secrets, COOPERATIVE)[:4], "--cafile", str(other_ca)],
                      ["certificate does not verify", "--cafile"]),
     }
 
 
-@pytest.mark.parametrize("case", ["wrong password", "no account", "wrong CA"])
+@pytest.mark.parametrize("case", ["wrong password", "wrong password, MQTT 3.1.1", "no account", "wrong CA"])
 def test_the_cooperative_client_says_what_is_wrong_and_names_the_flag(
     case, recipe_broker, secrets, other_ca, wrong_password, ensemble_models, small_dataset, cli
 ) -> None:
