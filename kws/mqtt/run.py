@@ -241,8 +241,9 @@ class CooperativeRun:
             return
         try:
             sender, clip_id = self.topics.answer_of(topic)
-        except ProtocolError as error:
-            self._reject(MALFORMED_ANSWER, topic.split("/")[-2][:64], str(error))
+        except ProtocolError as error:  # the level after prediction/, shown safely: it came from the network
+            level = topic[len(f"{self.topics.prefix}/prediction/"):].split("/")[0]
+            self._reject(MALFORMED_ANSWER, ascii(level[:64]), str(error))
             return
         try:
             prediction = Prediction.from_json(payload)
