@@ -1,16 +1,12 @@
 """The Little half of the Big/Little cascade: answer on the Pi, ask the Big service when unsure.
 
-For each clip the Little model (``models/little``, loaded from its zlib file as
-the Pi does) gives probabilities; when the score margin (top-1 minus top-2) is
-below the threshold, the clip goes to the Big service as a SenML pack and Big's
-label is the answer. When Big cannot be reached, Little's answer stands and the
-clip is counted in ``fallbacks``. The work is in :mod:`kws.cascade`.
+For each clip the Little model (``models/little``, loaded from its zlib file as the Pi does) gives
+probabilities; when the score margin (top-1 minus top-2) is below the threshold, the clip goes to the Big
+service as a SenML pack and Big's label is the answer. When Big cannot be reached, Little's answer stands
+and the clip is counted in ``fallbacks``. The work is in :mod:`kws.cascade`.
 
-The threshold is either given (``--threshold``) or calibrated on the
-*validation* split, never the test split: by default as the most accurate
-threshold that sends at most ``--max-big-fraction`` (15 %) of the clips to Big,
-or, with ``--target-accuracy``, as the lowest threshold whose cascade accuracy
-reaches that target.
+The threshold is given (``--threshold``) or calibrated on the *validation* split, never the test split (see
+``--help``). ``--listen SOURCE`` spots keywords on a stream instead, Big confirming: :mod:`kws.listen`.
 
 Examples::
 
@@ -39,6 +35,7 @@ from kws.cascade.calibrate import DEFAULT_MAX_BIG_FRACTION
 from kws.cascade.run import IncompatibleModels, SessionSettings, format_run_summary, run_session
 from kws.cascade.sweep import DEFAULT_SWEEP_PLOT, DEFAULT_SWEEP_REPORT, format_sweep_table
 from kws.data.clips import DatasetError, resolve_data_dir
+from kws.listen.options import add_listen_arguments, run_listen, wants_listen
 from kws.model.metadata import ModelError
 from kws.model.runtime import load_model
 from kws.reports import write_json_report
@@ -94,6 +91,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     add_big_client_arguments(parser)
+    add_listen_arguments(parser)
     args = parser.parse_args(argv)
     check_big_client_arguments(parser, args)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -116,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:  # urllib3 warns about every retried attempt; BigClient reports an outage once
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    if wants_listen(args):
+        return run_listen(parser, args)
     try:
         data_dir = resolve_data_dir(args.data_dir)
     except DatasetError as error:
