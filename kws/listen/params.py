@@ -4,13 +4,14 @@ One source of truth: :mod:`kws.listen.calibrate` writes the parameters into the 
 model's metadata beside its features (``models/little.json``, section ``listen``), and
 every listener reads them from there. A model without the section gets
 :data:`DEFAULTS`, the obvious sliding window (1 s window every 100 ms, three windows
-averaged, detection at 0.9, then 1 s quiet); flags override either, one value at a time.
+averaged, detection at 0.9, then 1 s quiet; Big asked about scores below 0.95, and rejecting
+when its best keyword has less than 0.5); flags override either, one value at a time.
 
 The section::
 
     "listen": {
       "hop_s": 0.1, "smoothing_windows": 3, "threshold": 0.9, "suppression_s": 1.0,
-      "confirm_below": 0.97, "big_min_score": 0.5,
+      "confirm_below": 0.95, "big_min_score": 0.5,
       "little_only": {"smoothing_windows": 3, "threshold": 0.9, "suppression_s": 1.0},
       "calibration": {...how and on what they were chosen...}
     }
@@ -44,7 +45,7 @@ class ListenParams:
     """A keyword is detected when its smoothed probability reaches this."""
     suppression_s: float = 1.0
     """Seconds after a detection during which no other detection is made."""
-    confirm_below: float = 0.97
+    confirm_below: float = 0.95
     """Big is asked about detections scoring below this (0: never; 1: every detection)."""
     big_min_score: float = 0.5
     """Big's probability for its best keyword must reach this, or Big rejects the detection."""

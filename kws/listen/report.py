@@ -61,6 +61,7 @@ def format_summary(report: dict[str, Any]) -> str:
     lines = [
         f"listened to {report['audio_s']:.1f} s of {report['source']}{stopped}: "
         f"{report['detections']} detections ({by[LITTLE]} by Little, {by[BIG]} by Big)",
+        "Little alone: Big not asked" if report["big_service"] is None else
         f"Big asked {big['requests']} times: {big['confirmed']} confirmed, {big['corrected']} corrected, "
         f"{big['rejected']} rejected; {big['unavailable']} unreachable and {big['error']} failed "
         f"(Little's word stood); {big['body_bytes'] / 1e3:.1f} kB sent ({big['wire_bytes'] / 1e3:.1f} kB on the wire)",

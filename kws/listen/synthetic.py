@@ -112,12 +112,15 @@ def other_words_dir(data_dir: Path) -> Path:
 def load_material(data_dirs: Sequence[Path], other_dir: Path | None, split: str) -> Material:
     """The split's keyword clips (every data dir), other words and noise; DatasetError when there are no keywords.
 
-    Without other words or noise (a folder without them, e.g. mini_speech_commands) the
-    stream is made without them, with a warning: keywords alone still say something.
+    ``split`` is any split :func:`~kws.data.clips.select_clips` takes; other words and noise,
+    which no split file lists, come from the test speakers and test half for any split but
+    validation, test and all. Without other words or noise (a folder without them, e.g.
+    mini_speech_commands) the stream is made without them, with a warning.
     """
-    if split not in NOISE_PARTS:
-        raise DatasetError(f"streams are built from the validation or test split (or all), not {split!r}")
     keywords = [clip for data_dir in data_dirs for clip in select_clips(data_dir, split)]
+    if split not in NOISE_PARTS:
+        log.info("other words and noise of a stream for split %s: the test speakers and the test half", split)
+        split = "test"
     others: list[Clip] = []
     noises: list[tuple[str, np.ndarray]] = []
     if other_dir is not None and Path(other_dir).is_dir():
