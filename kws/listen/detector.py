@@ -2,10 +2,10 @@
 
 A stream is mostly silence, noise and other words, and one spoken keyword fills
 several consecutive windows. So the posteriors of the last few windows are averaged
-(:class:`Smoother`), the best *keyword* is detected when its smoothed probability reaches
-the threshold, and for ``suppression_s`` after a detection nothing else is
-(:class:`Trigger`). Labels such as ``_silence_`` and ``_unknown_`` (any label written
-``_like_this_``) take part in the average but are never detected.
+(:class:`Smoother`), the most probable label is detected when it is a *keyword* and its
+smoothed probability reaches the threshold, and for ``suppression_s`` after a detection
+nothing else is (:class:`Trigger`). Labels such as ``_silence_`` and ``_unknown_`` (any
+label written ``_like_this_``) take part in the average but are never detected.
 
 Time is counted in samples, so that a quiet time of 1 s after a detection ends on
 exactly the hop it should whatever the floating point of ``0.1 * n``.
@@ -67,21 +67,24 @@ class Candidate:
 
 
 class Trigger:
-    """Detect the best keyword at or above ``threshold``, then stay quiet for ``suppression`` samples.
+    """Detect the most probable label when it is a keyword at or above ``threshold``, then stay quiet
+    for ``suppression`` samples. (A keyword above a low threshold while ``_unknown_`` is likelier is not
+    detected: the model says it is something else.)
 
     A call below the threshold changes nothing, which is what lets :func:`replay` skip such hops.
     """
 
     def __init__(self, keywords: np.ndarray, threshold: float, suppression: int) -> None:
         self.keywords = keywords
+        self._keywords = frozenset(int(index) for index in keywords)
         self.threshold = threshold
         self.suppression = suppression
         self._quiet_until = -1
 
     def update(self, end: int, smoothed: np.ndarray) -> Candidate | None:
-        index = int(self.keywords[int(np.argmax(smoothed[self.keywords]))])
+        index = int(np.argmax(smoothed))
         score = float(smoothed[index])
-        if score < self.threshold or end < self._quiet_until:
+        if score < self.threshold or end < self._quiet_until or index not in self._keywords:
             return None
         self._quiet_until = end + self.suppression
         return Candidate(end, index, score)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -104,17 +105,49 @@ class ListenStats:
 
 
 class _InOrder:
-    """Detections waiting to be reported in stream order, some of them on Big's answer."""
+    """Detections waiting to be reported in stream order, some of them on Big's answer.
+
+    The main thread reports what is ready after every hop; an answer from Big also reports at
+    once from the worker thread (a live stream may be silent for a while, a file may have
+    ended). One lock keeps the order; a report that finds it taken leaves the work to the
+    holder, who looks again before letting go, so no answer waits for the next hop.
+    """
 
     def __init__(self, emit: Callable[[Detection], None]) -> None:
         self._emit = emit
         self._queue: deque[tuple[Trace, Future[Verdict] | None]] = deque()
+        self._lock = threading.Lock()
+        self._again = threading.Event()
+        self.stopped: StopListening | None = None
+        """Set when ``emit`` refused from the worker thread; the main thread then stops."""
 
     def add(self, trace: Trace, answer: Future[Verdict] | None) -> None:
-        self._queue.append((trace, answer))
+        with self._lock:
+            self._queue.append((trace, answer))
+        if answer is not None:
+            answer.add_done_callback(self._answered)
 
-    def flush(self, wait: bool = False) -> None:
+    def _answered(self, _: Future[Verdict]) -> None:
+        self._again.set()
+        try:
+            self.flush(blocking=False)
+        except StopListening as stop:
+            self.stopped = stop
+
+    def flush(self, wait: bool = False, blocking: bool = True) -> None:
         """Report every detection at the front whose fate is known (all of them when ``wait``)."""
+        while True:
+            if not self._lock.acquire(blocking=blocking):
+                return
+            try:
+                self._again.clear()
+                self._report_ready(wait)
+            finally:
+                self._lock.release()
+            if not self._again.is_set():
+                return
+
+    def _report_ready(self, wait: bool) -> None:
         while self._queue:
             trace, answer = self._queue[0]
             if answer is not None:
@@ -208,6 +241,8 @@ class Listener:
             self._detected(candidate)
         self.stats.hop_seconds.append(time.perf_counter() - started)
         self._output.flush()
+        if self._output.stopped is not None:
+            raise self._output.stopped
 
     def _detected(self, candidate: Candidate) -> None:
         label = self.model.labels[candidate.index]

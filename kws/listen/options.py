@@ -23,7 +23,7 @@ from kws.listen.listener import Detection, Listener, StopListening
 from kws.listen.params import ListenParams, params_from_metadata, with_overrides
 from kws.listen.report import format_summary, listen_report
 from kws.listen.source import SourceError, open_source
-from kws.listen.stream import StreamError
+from kws.listen.stream import StreamError, check_streamable
 from kws.model.metadata import ModelError, metadata_path
 from kws.model.runtime import load_model
 from kws.reports import write_json_report
@@ -140,6 +140,10 @@ def run_listen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         parser.exit(2, f"error: --model {args.model}: {error}\n")
     params, origin = resolve_params(parser, args, little)
     try:
+        check_streamable(little.feature_config, params.hop_samples)
+    except StreamError as error:
+        parser.error(f"--hop-ms / --model: {error}")
+    try:
         source = open_source(args.listen)
     except SourceError as error:
         parser.exit(2, f"error: --listen {args.listen}: {error}\n")
@@ -147,8 +151,8 @@ def run_listen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
     confirmer = None if client is None else BigConfirmer(client, params.big_min_score)
     try:
         listener = Listener(little, params, confirmer, emit=_Stdout())
-    except (StreamError, ValueError) as error:
-        parser.exit(2, f"error: --model {args.model} / --hop-ms: {error}\n")
+    except ValueError as error:  # a model without a keyword among its labels
+        parser.exit(2, f"error: --model {args.model}: {error}\n")
     log.info(
         "listening to %s: a %d ms hop, %d windows averaged, threshold %.3f, %.2f s quiet after a detection; %s (%s)",
         source.name, round(1000 * params.hop_s), params.smoothing_windows, params.threshold, params.suppression_s,

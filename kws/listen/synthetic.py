@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, read_wav
-from kws.data import DatasetError
 from kws.data.clips import Clip, select_clips
 from kws.listen.source import WavSource
 
