@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import datetime
 import logging
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -115,9 +116,9 @@ def per_room(tracks: dict[str, Track], params: ListenParams, with_big: bool) -> 
     return {room: judge_tracks([track], params, with_big) for room, track in tracks.items()}
 
 
-def calibrate(little: KeywordModel, big: KeywordModel, data_dirs: Sequence[Path], other_dir: Path | None,
-              noise_s: float, seed: int) -> dict[str, Any]:
-    """The ``listen`` section for ``little`` (with ``big`` confirming), chosen on validation streams."""
+def build_tracks(little: KeywordModel, big: KeywordModel, data_dirs: Sequence[Path], other_dir: Path | None,
+                 noise_s: float, seed: int) -> dict[str, Track]:
+    """One validation stream per room, heard by Little and Big."""
     material = synthetic.load_material(data_dirs, other_dir, CALIBRATION_SPLIT)
     tracks: dict[str, Track] = {}
     for offset, (room, level) in enumerate(synthetic.NOISE_LEVELS_DBFS.items()):
@@ -126,6 +127,12 @@ def calibrate(little: KeywordModel, big: KeywordModel, data_dirs: Sequence[Path]
                  "Little and Big hear every window", room, level, stream.seconds, len(material.keywords),
                  len(material.others), stream.noise_s)
         tracks[room] = make_track(stream, little, big, DEFAULTS.hop_samples)
+    return tracks
+
+
+def choose(tracks: dict[str, Track], little: KeywordModel, big: KeywordModel,
+           sources: dict[str, Any]) -> dict[str, Any]:
+    """The ``listen`` section: the parameters the rule picks on these tracks, and how they fare."""
     everything = list(tracks.values())
     alone, alone_outcome = best(everything, little_only_grid(), with_big=False)
     log.info("Little alone: %s, cost %.2f", alone, cost(alone_outcome.score))
@@ -137,8 +144,7 @@ def calibrate(little: KeywordModel, big: KeywordModel, data_dirs: Sequence[Path]
         LITTLE_ONLY: {name: getattr(alone, name) for name in ("smoothing_windows", "threshold", "suppression_s")},
         "calibration": {
             "split": CALIBRATION_SPLIT,
-            "data_dirs": [str(path) for path in data_dirs],
-            "other_dir": None if other_dir is None else str(other_dir),
+            **sources,
             "streams": {room: track.stream.description for room, track in tracks.items()},
             "rule": "lowest cost = miss rate/0.05 + other-word fire rate/0.02 + false alarms per hour of noise/0.5 "
                     "+ (pause alarms + extra detections)/keywords/0.05, both rooms together; with Big, Big asked "
@@ -222,9 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelError as error:
         parser.exit(2, f"error: --model/--big: {error}\n")
     try:
-        section = calibrate(little, big, data_dirs, other_dir, 60 * args.noise_minutes, args.seed)
+        tracks = build_tracks(little, big, data_dirs, other_dir, 60 * args.noise_minutes, args.seed)
     except (DatasetError, ValueError, StreamError) as error:
         parser.exit(2, f"error: --data-dir/--other-dir: {error}\n")
+    given = sys.argv[1:] if argv is None else list(argv)
+    sources = {"command": shlex.join(["python", "-m", "kws.listen.calibrate", *given]),
+               "data_dirs": [str(path) for path in data_dirs], "other_dir": str(other_dir), "seed": args.seed}
+    section = choose(tracks, little, big, sources)
     print(format_section(section))
     if args.report:
         write_json_report(args.report, section)
