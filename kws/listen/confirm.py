@@ -11,7 +11,9 @@ by :func:`judge`, which the calibration applies to the in-process Big model too:
 
 When Big cannot answer (unreachable, 5xx), refuses the request (4xx: a bug on this
 side, logged) or answers something unusable, Little's detection stands and is counted.
-Nothing Big says is used before it is checked.
+After Big was unreachable it is not asked again for :data:`RETRY_AFTER_S` (the detections
+in between stand as Little's at once), so an outage with long timeouts does not hold
+back the reports. Nothing Big says is used before it is checked.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ CONFIRMED, CORRECTED, REJECTED = "confirmed", "corrected", "rejected"
 #: Big gave no usable answer, so Little's detection stands.
 UNAVAILABLE, FAILED = "unavailable", "error"
 OUTCOMES = (CONFIRMED, CORRECTED, REJECTED, UNAVAILABLE, FAILED)
+#: Seconds during which an unreachable Big is not asked again.
+RETRY_AFTER_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -74,13 +78,20 @@ def judge(little_label: str, labels: Sequence[str], probabilities: np.ndarray, m
 class BigConfirmer:
     """Asks the Big service about detection windows; never raises, so the stream goes on whatever Big does."""
 
-    def __init__(self, client: BigClient, min_score: float) -> None:
+    def __init__(self, client: BigClient, min_score: float, retry_after_s: float = RETRY_AFTER_S) -> None:
         self.client = client
         self.min_score = min_score
+        self.retry_after_s = retry_after_s
+        self.not_sent = 0
+        """Detections not sent because Big had just been unreachable."""
+        self._down_until = 0.0
         self._warned_error = False
 
     def confirm(self, little_label: str, window: np.ndarray) -> Verdict:
         started = time.perf_counter()
+        if started < self._down_until:
+            self.not_sent += 1
+            return Verdict(UNAVAILABLE)
         try:
             answer = self.client.predict(window)
             labels = tuple(str(label) for label in answer.labels)
@@ -89,6 +100,7 @@ class BigConfirmer:
                 raise ValueError(f"{len(labels)} labels but {probabilities.shape[0]} scores, or scores not finite")
             verdict = judge(little_label, labels, probabilities, self.min_score)
         except BigUnavailable:
+            self._down_until = time.perf_counter() + self.retry_after_s
             return Verdict(UNAVAILABLE, seconds=time.perf_counter() - started)
         except BigRejected as error:  # our pack was refused: a bug here, worth one loud line
             self._warn(f"Big refused a detection window ({error}); Little's detections stand")

@@ -48,9 +48,12 @@ def add_listen_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
     """The ``always listening`` argument group."""
     group = parser.add_argument_group(
         "always listening",
-        "--listen spots keywords on a stream instead of classifying clips. The parameters come from the Little "
-        "model's metadata (its listen section, calibrated on validation speakers by python -m kws.listen.calibrate); "
-        "each flag below overrides one.",
+        "--listen spots keywords on a stream instead of classifying clips: one JSON object per detection and line "
+        "on stdout (time_s, label, score, decided_by little or big), as it happens; a summary on stderr at the end "
+        "or on Ctrl-C; --report writes JSON. Detections scoring below --confirm-below go to Big (--service), which "
+        "confirms, corrects or rejects them; when Big cannot answer, Little's detection stands. The parameters come "
+        "from the Little model's metadata (its listen section, chosen on validation speakers by python -m "
+        "kws.listen.calibrate; without one: 3 windows, 0.9, 1 s, Big below 0.95); each flag overrides one.",
     )
     group.add_argument(
         "--listen", metavar="SOURCE",
@@ -171,7 +174,8 @@ def run_listen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         if client is not None:
             client.close()
     big_url = None if client is None else args.service
-    report = listen_report(listener.stats, params, origin, source.name, little, big_url)
+    report = listen_report(listener.stats, params, origin, source.name, little, big_url,
+                           0 if confirmer is None else confirmer.not_sent)
     print(format_summary(report), file=sys.stderr, flush=True)
     if args.report is not None:
         write_json_report(args.report, report)

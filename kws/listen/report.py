@@ -18,7 +18,7 @@ def _ms(seconds: list[float], quantile: float) -> float | None:
 
 
 def listen_report(stats: ListenStats, params: ListenParams, origin: str, source: str, model: Any,
-                  big_url: str | None) -> dict[str, Any]:
+                  big_url: str | None, not_sent: int = 0) -> dict[str, Any]:
     """The run as JSON: detections, what Big was asked and what it cost, audio, real-time factor, per-hop latency."""
     detections = stats.detections
     asked = [trace for trace in stats.traces if trace.asked_big]
@@ -43,6 +43,7 @@ def listen_report(stats: ListenStats, params: ListenParams, origin: str, source:
         "decided_by": {who: sum(d.decided_by == who for d in detections) for who in (LITTLE, BIG)},
         "big": {
             "requests": len(asked),
+            "not_sent_while_down": not_sent,
             **{outcome: outcomes.get(outcome, 0) for outcome in OUTCOMES},
             "body_bytes": sum(trace.verdict.body_bytes for trace in asked if trace.verdict is not None),
             "wire_bytes": sum(trace.verdict.wire_bytes for trace in asked if trace.verdict is not None),

@@ -57,5 +57,10 @@ def test_the_real_service_confirms_and_its_absence_leaves_little_standing(shippe
         too_long = np.concatenate([window, window])  # the service takes at most 1 s: a 422, our bug, logged
         assert confirmer.confirm(clip.label, too_long).outcome == FAILED
     with BigClient(f"http://127.0.0.1:{free_tcp_port()}", retries=0, timeout=1) as nobody:
-        verdict = BigConfirmer(nobody, 0.5).confirm(clip.label, window)
+        confirmer = BigConfirmer(nobody, 0.5)
+        verdict = confirmer.confirm(clip.label, window)
         assert verdict.outcome == UNAVAILABLE and not verdict.decided and verdict.body_bytes == 0
+        assert confirmer.confirm(clip.label, window).outcome == UNAVAILABLE and confirmer.not_sent == 1
+        impatient = BigConfirmer(nobody, 0.5, retry_after_s=0.0)
+        assert [impatient.confirm(clip.label, window).outcome for _ in range(2)] == [UNAVAILABLE] * 2
+        assert impatient.not_sent == 0

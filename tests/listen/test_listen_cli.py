@@ -17,7 +17,7 @@ from kws.audio import SAMPLE_RATE
 from kws.rest.service import BigService, start_server
 
 #: Fixed parameters, so that these tests hold whatever a calibration writes into the model.
-PARAMS = ["--detect-threshold", "0.9", "--smoothing", "3", "--suppress", "1.0"]
+PARAMS = ["--detect-threshold", "0.9", "--smoothing", "3", "--suppress", "1.0", "--big-min-score", "0"]
 FIELDS = {"time_s", "label", "score", "decided_by"}
 
 
@@ -184,6 +184,7 @@ def test_big_killed_mid_stream_leaves_little_s_decisions_standing(cli, sure_wav,
     report = json.loads(report_path.read_text())
     assert report["big"]["requests"] == len(alone) and report["big"]["unavailable"] == len(alone) - halfway
     assert report["decided_by"] == {"big": halfway, "little": len(alone) - halfway}
+    assert report["big"]["not_sent_while_down"] == len(alone) - halfway - 1  # tried once, then left alone for 10 s
     assert stderr.count("unreachable (") == 1  # the outage is logged once, not once per detection
 
 
