@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import platform
 import sys
+import wave
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,21 @@ def plot_det(curves: dict[str, dict[str, list[dict[str, float]]]], rows: Sequenc
     plt.close(figure)
 
 
+def save_stream(stream: synthetic.SyntheticStream, stem: Path) -> None:
+    """``<stem>.wav`` (16 kHz mono 16-bit) and ``<stem>.json``: the words, with where each is voiced, in seconds."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(stem.with_suffix(".wav")), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(stream.samples.astype("<i2").tobytes())
+    events = [{"kind": e.kind, "label": e.label, "start_s": round(e.start / SAMPLE_RATE, 3),
+               "end_s": round(e.end / SAMPLE_RATE, 3), "clip": e.clip} for e in stream.events]
+    write_json_report(stem.with_suffix(".json"), {**stream.description, "noise_alone_from_s":
+                                                  round(stream.noise_start / SAMPLE_RATE, 3), "words": events})
+    log.info("stream written to %s.wav", stem)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
@@ -181,6 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=100, help="seed of the streams (default: %(default)s)")
     parser.add_argument("--report", type=Path, default=REPO_ROOT / "reports" / "bench_stream.json", metavar="JSON")
     parser.add_argument("--plot", type=Path, default=REPO_ROOT / "reports" / "bench_stream_det.png", metavar="PNG")
+    parser.add_argument("--save-streams", type=Path, metavar="DIR",
+                        help="also write each room's stream as DIR/<room>.wav with its words in DIR/<room>.json, "
+                        "to try little_client.py --listen on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kws.listen.listener").setLevel(logging.WARNING)
@@ -209,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for offset, (room, level) in enumerate(synthetic.NOISE_LEVELS_DBFS.items()):
             stream = synthetic.build_stream(material, level, 60 * args.noise_minutes, seed=args.seed + offset)
             streams[room] = stream.description
+            if args.save_streams:
+                save_stream(stream, args.save_streams / room)
             log.info("%s room: %.0f s (%d keywords, %d other words, %.0f s of noise alone at %.0f dBFS)", room,
                      stream.seconds, len(material.keywords), len(material.others), stream.noise_s, level)
             room_rows, curves[room] = bench_room(room, stream, little, big, server.url, params, alone)
