@@ -101,7 +101,7 @@ class StdinSource:
         if stream is None:
             if sys.stdin is None or sys.stdin.isatty():
                 raise SourceError(
-                    "--listen - reads raw 16-bit 16 kHz mono PCM from a pipe, not a terminal: "
+                    "stdin must be a pipe of raw 16-bit 16 kHz mono PCM, not a terminal: "
                     "arecord -f S16_LE -r 16000 -c 1 -t raw | python little_client.py --listen -"
                 )
             stream = sys.stdin.buffer
@@ -139,7 +139,7 @@ class MicSource:
             import sounddevice
         except ImportError as error:
             raise SourceError(
-                "--listen mic needs the optional package sounddevice: pip install sounddevice "
+                "the microphone needs the optional package sounddevice: pip install sounddevice "
                 "(on Raspberry Pi OS also apt-get install libportaudio2); or pipe arecord into --listen -"
             ) from error
         except OSError as error:  # sounddevice is there but the PortAudio library is not
