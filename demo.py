@@ -6,6 +6,8 @@
 2. **Cooperative inference over MQTT.** Starts an embedded MQTT broker, spawns one
    inference client per ensemble model, and runs the cooperative client over the
    same clips.
+3. **Always listening.** A stream of the split's speakers (keywords, other words,
+   pauses, noise) heard live by Little, Big confirming what Little is unsure of.
 
 Reports go to stdout and, as JSON, under ``--report-dir``; logs go to stderr.
 Nothing needs to be running beforehand; everything started here is stopped at
@@ -32,6 +34,7 @@ from typing import Any
 from kws.cascade.run import SessionSettings, format_run_summary, run_session
 from kws.data.clips import DEFAULT_DATA_DIR, DatasetError, locate_data_dir, select_clips
 from kws.data.download import download
+from kws.listen.demo import format_demo, run_stream_demo
 from kws.model.metadata import ModelError
 from kws.model.runtime import load_model
 from kws.mqtt.report import format_summary
@@ -120,6 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_json_report(args.report_dir / "ensemble.json", ensemble)
     print(format_summary(ensemble))
 
+    print("\n=== 3. Always listening: a stream ===", flush=True)
+    listening = run_stream_demo(data_dir, MODELS_DIR, args.split)
+    write_json_report(args.report_dir / "listen.json", listening)
+    print(format_demo(listening))
+
     print("\n=== Summary ===")
     print(
         f"Big/Little: accuracy {cascade['accuracy']:.4f} (Little alone {cascade['little_accuracy']:.4f}), "
@@ -130,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Ensemble:   accuracy {ensemble['accuracy']:.4f} ({ensemble.get('policy', 'sum')}) on {ensemble['samples']} "
         f"clips, {ensemble['throughput_clips_per_s']:.1f} clips/s, {ensemble['missing']} missing"
     )
+    print(f"Listening:  {listening['summary']}")
     print(f"reports in {args.report_dir}/")
     return 0
 

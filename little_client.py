@@ -5,12 +5,14 @@ Pi loads it); when the score margin (top-1 minus top-2) is below the threshold
 that ships in the model's metadata, Big answers instead, sent Big's own features
 (or the clip). Big unreachable: Little's answer stands and is counted. No labels
 are needed; accuracy is reported where clips have them. The work is in
-:mod:`kws.cascade`::
+:mod:`kws.cascade`; ``--listen SOURCE`` spots keywords on a stream instead, Big
+confirming (:mod:`kws.listen`)::
 
     python little_client.py recordings/                 # any WAV files or folders, labelled or not
     python little_client.py --data-dir DIR --split test --report reports/cascade.json
     python little_client.py --calibrate MY_LABELLED_DIR --write-metadata models/little-mine.json
     python little_client.py --sweep --plot reports/sweep.png
+    arecord -f S16_LE -r 16000 -c 1 -t raw | python little_client.py --listen -   # always listening
 """
 
 # ruff: noqa: E402 - imports follow the environment line on purpose
@@ -32,6 +34,7 @@ from kws.audio import AudioError
 from kws.cascade.run import IncompatibleModels, NoThreshold, SessionSettings, format_run_summary, run_session
 from kws.cascade.sweep import DEFAULT_SWEEP_PLOT, DEFAULT_SWEEP_REPORT, format_sweep_table
 from kws.data.clips import DatasetError, clips_from_paths, resolve_data_dir, select_clips
+from kws.listen.options import add_listen_arguments, run_listen, wants_listen
 from kws.model.metadata import ModelError, copy_with_section
 from kws.model.runtime import load_model
 from kws.reports import write_json_report
@@ -68,6 +71,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     add_big_client_arguments(parser)
+    add_listen_arguments(parser)
     args = parser.parse_args(argv)
     check_big_client_arguments(parser, args)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -87,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.verbose:  # urllib3 warns about every retried attempt; BigClient reports an outage once
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    if wants_listen(args):
+        return run_listen(parser, args)
     try:
         little = load_model(args.model, prefer="zlib")
     except ModelError as error:

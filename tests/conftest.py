@@ -11,12 +11,17 @@ import os
 import shutil
 import subprocess
 import sys
+import wave
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from kws.data.clips import DATA_DIR_VARIABLE, DEFAULT_LABELS, LOCAL_DATA_DIRS, locate_data_dir, select_clips
+from kws.audio import SAMPLE_RATE, read_wav
+from kws.data.clips import DATA_DIR_VARIABLE, DEFAULT_LABELS, LOCAL_DATA_DIRS, Clip, locate_data_dir, select_clips
+from kws.listen import synthetic
+from kws.model.runtime import KeywordModel, load_model
 from kws.util.net import free_tcp_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -116,3 +121,80 @@ def mosquitto(tmp_path: Path):
 def ensemble_models() -> list[Path]:
     """The four shipped ensemble members, models/ensemble_1..4 (or $KWS_MODELS_DIR's)."""
     return [shipped_model_path(f"ensemble_{index}") for index in range(1, 5)]
+
+
+# --------------------------------------------------------------------------- #
+# Always listening: the shipped Little model, sure test clips, a stream of them (tests/listen/)
+# --------------------------------------------------------------------------- #
+
+#: Steps (samples) at which the windows over a candidate clip are tried: a stream's hops fall anywhere.
+LISTEN_STEP = 400
+LISTEN_HOP = 1600
+#: The faint noise of the test streams (dBFS).
+FAINT_DBFS = -60.0
+
+
+@pytest.fixture(scope="session")
+def little_model(shipped_model) -> KeywordModel:
+    return load_model(shipped_model("little"), prefer="zlib")
+
+
+@pytest.fixture(scope="session")
+def other_dir(data_dir: Path) -> Path:
+    found = synthetic.other_words_dir(data_dir)
+    if not found.is_dir():
+        pytest.skip(f"no other words at {found}")
+    return found
+
+
+def is_sure(model: KeywordModel, audio: np.ndarray, label: str, rng: np.random.Generator) -> bool:
+    """Whether, wherever the hops fall, three averaged windows over the clip (in faint noise) reach 0.95 for
+    ``label`` and never 0.5 for another keyword. Judged with whole-clip predictions, not the stream code."""
+    noise = rng.standard_normal(3 * SAMPLE_RATE) * 10 ** (FAINT_DBFS / 20) * 32768
+    padded = noise.copy()
+    padded[SAMPLE_RATE : 2 * SAMPLE_RATE] += audio
+    padded = np.clip(padded, -32768, 32767).astype(np.int16)
+    ends = range(SAMPLE_RATE, padded.size + 1, LISTEN_STEP)
+    probabilities = np.stack([model.predict_audio(padded[end - SAMPLE_RATE : end]) for end in ends])
+    lag = LISTEN_HOP // LISTEN_STEP
+    smoothed = (probabilities[2 * lag :] + probabilities[lag:-lag] + probabilities[: -2 * lag]) / 3
+    index = model.labels.index(label)
+    others = [i for i, name in enumerate(model.labels) if i != index and not name.startswith("_")]
+    return bool(smoothed[:, index].max() >= 0.95 and smoothed[:, others].max() < 0.5)
+
+
+@pytest.fixture(scope="session")
+def sure_clips(data_dir: Path, little_model: KeywordModel) -> list[Clip]:
+    """One test clip per keyword that Little is sure of wherever the windows fall (:func:`is_sure`):
+    the stream tests then test the stream, not the model."""
+    rng = np.random.default_rng(0)
+    chosen: dict[str, Clip] = {}
+    for clip in select_clips(data_dir, "test"):
+        if clip.label in chosen or clip.label not in little_model.labels:
+            continue
+        if is_sure(little_model, read_wav(clip.path), clip.label, rng):
+            chosen[clip.label] = clip
+    missing = sorted(label for label in little_model.labels if not label.startswith("_") and label not in chosen)
+    assert not missing, f"no sure test clip for {missing}"
+    return [chosen[label] for label in sorted(chosen)]
+
+
+@pytest.fixture(scope="session")
+def sure_stream(sure_clips: list[Clip]) -> synthetic.SyntheticStream:
+    """The sure clips, twice over, with pauses over faint noise, then 5 s of noise alone."""
+    material = synthetic.Material(keywords=sure_clips + sure_clips, others=[], noises=[])
+    return synthetic.build_stream(material, level_dbfs=FAINT_DBFS, noise_s=5.0, seed=3)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE, channels: int = 1) -> Path:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(np.asarray(samples, dtype="<i2").tobytes())
+    return path
+
+
+@pytest.fixture
+def sure_wav(sure_stream: synthetic.SyntheticStream, tmp_path: Path) -> Path:
+    return write_wav(tmp_path / "stream.wav", sure_stream.samples)

@@ -1,0 +1,250 @@
+"""Choose the stream parameters on validation speakers and write them into the Little model's metadata.
+
+    python -m kws.listen.calibrate --model models/little --big models/big \\
+        --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra
+
+Two streams are built from the **validation** split, never test (keywords, other words
+of validation speakers, pauses, then noise alone from the validation half of each noise
+recording; one quiet room, one noisy room: :mod:`kws.listen.synthetic`). Little and Big
+hear every window once; every parameter set is then replayed offline with the
+listener's own code (:mod:`kws.listen.offline`) and scored (:mod:`kws.listen.scoring`).
+
+The rule: the lowest :func:`~kws.listen.scoring.cost` (each kind of error in units of its
+target: misses and wrong labels per 5 % of keywords, other words firing per 2 %, false
+alarms per 0.5 an hour of noise), over both rooms together; for the cascade, among the
+sets that ask Big about at most a fifth of Little's detections. Ties go to fewer Big
+requests, then the higher threshold. Little alone (``little_only``) is chosen the same
+way without Big. The section records the figures on validation and whether the targets
+were met; run it again after retraining either model.
+"""
+
+# ruff: noqa: E402 - imports follow the environment line on purpose
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one window at a time, as the Pi works
+
+import argparse
+import dataclasses
+import datetime
+import logging
+import shlex
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kws.data import DatasetError
+from kws.data.clips import resolve_data_dir
+from kws.listen import synthetic
+from kws.listen.offline import Outcome, Track, judge_tracks, make_track
+from kws.listen.params import DEFAULTS, LITTLE_ONLY, SECTION, ListenParams
+from kws.listen.scoring import TARGETS, cost, meets_targets
+from kws.listen.stream import StreamError
+from kws.model.metadata import ModelError, metadata_path, write_section
+from kws.model.runtime import KeywordModel, load_model
+from kws.reports import format_table, write_json_report
+
+log = logging.getLogger("kws.listen.calibrate")
+
+CALIBRATION_SPLIT = "validation"
+SMOOTHING = (1, 2, 3, 4, 5)
+SUPPRESSION_S = (0.5, 1.0, 1.5)
+LITTLE_THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.50, 0.995, 0.01))
+#: The cascade may detect lower, Big rejecting what is not a keyword.
+CASCADE_THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.30, 0.96, 0.05))
+BIG_MIN_SCORES = (0.5, 0.7, 0.9)
+DEFAULT_NOISE_MINUTES = 10.0
+
+
+def confirm_edges(threshold: float, step: float = 0.05) -> list[float]:
+    """Upper edges of the uncertain band to try: never (0), every ``step`` above the threshold, always (1)."""
+    count = int(round((1.0 - threshold) / step))
+    return [0.0, *(round(threshold + step * k, 2) for k in range(1, count) if threshold + step * k < 1.0), 1.0]
+
+
+def little_only_grid() -> Iterator[ListenParams]:
+    for windows in SMOOTHING:
+        for suppression in SUPPRESSION_S:
+            for threshold in LITTLE_THRESHOLDS:
+                yield dataclasses.replace(DEFAULTS, smoothing_windows=windows, suppression_s=suppression,
+                                          threshold=threshold, confirm_below=0.0)
+
+
+def cascade_grid(around: ListenParams | None = None) -> Iterator[ListenParams]:
+    """Every 0.05 of threshold and band; ``around`` a first choice, its neighbourhood every 0.01."""
+    fine = around is not None
+    for windows in (around.smoothing_windows,) if fine else SMOOTHING:
+        for suppression in (around.suppression_s,) if fine else SUPPRESSION_S:
+            thresholds = (
+                [t for t in np.round(around.threshold + np.arange(-0.04, 0.045, 0.01), 2) if 0.0 < t < 1.0]
+                if fine else CASCADE_THRESHOLDS
+            )
+            for threshold in thresholds:
+                for edge in confirm_edges(float(threshold), 0.01 if fine else 0.05):
+                    for min_score in BIG_MIN_SCORES if edge > 0 else (DEFAULTS.big_min_score,):
+                        yield ListenParams(DEFAULTS.hop_s, windows, float(threshold), suppression, edge, min_score)
+
+
+def best(tracks: Sequence[Track], grid: Iterator[ListenParams], with_big: bool) -> tuple[ListenParams, Outcome]:
+    """The lowest cost; ties to fewer Big requests, then the higher threshold; Big at most a fifth of detections."""
+    chosen: tuple[tuple[float, int, float], ListenParams, Outcome] | None = None
+    for params in grid:
+        outcome = judge_tracks(tracks, params, with_big)
+        if outcome.big_fraction > TARGETS["big_fraction"]:
+            continue
+        key = (round(cost(outcome.score), 9), outcome.big_requests, -params.threshold)
+        if chosen is None or key < chosen[0]:
+            chosen = (key, params, outcome)
+    assert chosen is not None  # confirm_below = 0 never asks Big, so the grid always has a member
+    return chosen[1], chosen[2]
+
+
+def figures(outcome: Outcome, per_level: dict[str, Outcome]) -> dict[str, Any]:
+    return {
+        "both": {**outcome.score.to_dict(), "big_requests": outcome.big_requests,
+                 "big_fraction": round(outcome.big_fraction, 4)},
+        **{name: {**level.score.to_dict(), "big_requests": level.big_requests} for name, level in per_level.items()},
+        "meets_targets": meets_targets(outcome.score, outcome.big_fraction),
+    }
+
+
+def per_room(tracks: dict[str, Track], params: ListenParams, with_big: bool) -> dict[str, Outcome]:
+    return {room: judge_tracks([track], params, with_big) for room, track in tracks.items()}
+
+
+def build_tracks(little: KeywordModel, big: KeywordModel, data_dirs: Sequence[Path], other_dir: Path | None,
+                 noise_s: float, seed: int) -> dict[str, Track]:
+    """One validation stream per room, heard by Little and Big."""
+    material = synthetic.load_material(data_dirs, other_dir, CALIBRATION_SPLIT)
+    tracks: dict[str, Track] = {}
+    for offset, (room, level) in enumerate(synthetic.NOISE_LEVELS_DBFS.items()):
+        stream = synthetic.build_stream(material, level, noise_s, seed=seed + offset)
+        log.info("%s room (%.0f dBFS): %.0f s stream, %d keywords, %d other words, %.0f s of noise alone; "
+                 "Little and Big hear every window", room, level, stream.seconds, len(material.keywords),
+                 len(material.others), stream.noise_s)
+        tracks[room] = make_track(stream, little, big, DEFAULTS.hop_samples)
+    return tracks
+
+
+def choose(tracks: dict[str, Track], little: KeywordModel, big: KeywordModel,
+           sources: dict[str, Any]) -> dict[str, Any]:
+    """The ``listen`` section: the parameters the rule picks on these tracks, and how they fare."""
+    everything = list(tracks.values())
+    alone, alone_outcome = best(everything, little_only_grid(), with_big=False)
+    log.info("Little alone: %s, cost %.2f", alone, cost(alone_outcome.score))
+    coarse, _ = best(everything, cascade_grid(), with_big=True)
+    cascade, cascade_outcome = best(everything, cascade_grid(around=coarse), with_big=True)
+    log.info("with Big: %s, cost %.2f", cascade, cost(cascade_outcome.score))
+    return {
+        **cascade.to_dict(),
+        LITTLE_ONLY: {name: getattr(alone, name) for name in ("smoothing_windows", "threshold", "suppression_s")},
+        "calibration": {
+            "split": CALIBRATION_SPLIT,
+            **sources,
+            "streams": {room: track.stream.description for room, track in tracks.items()},
+            "rule": "lowest cost = miss rate/0.05 + other-word fire rate/0.02 + false alarms per hour of noise/0.5 "
+                    "+ (pause alarms + extra detections)/keywords/0.05, both rooms together; with Big, Big asked "
+                    "about at most 20 % of Little's detections; ties to fewer Big requests, then higher threshold",
+            "targets": TARGETS,
+            "little": {"name": little.name, "sha256": little.sha256, "labels": list(little.labels)},
+            "big": {"name": big.name, "sha256": big.sha256, "labels": list(big.labels)},
+            "validation": {
+                "little_only": figures(alone_outcome, per_room(tracks, alone, with_big=False)),
+                "cascade": figures(cascade_outcome, per_room(tracks, cascade, with_big=True)),
+            },
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+
+
+def format_section(section: dict[str, Any]) -> str:
+    """The chosen parameters and their validation figures, one row per mode and room."""
+    alone = section[LITTLE_ONLY]
+    validation = section["calibration"]["validation"]
+    rows = []
+    for mode, params, results in (("Little alone", alone, validation["little_only"]),
+                                  ("Little + Big", section, validation["cascade"])):
+        for room in (*synthetic.NOISE_LEVELS_DBFS, "both"):
+            figures_ = results[room]
+            rows.append([
+                f"{mode} ({room})", params["smoothing_windows"], params["threshold"], params["suppression_s"],
+                section["confirm_below"] if mode == "Little + Big" else "-",
+                f"{100 * figures_['hit_rate']:.1f}", figures_["wrong"], figures_["misses"],
+                f"{figures_['false_alarms_per_hour']:.1f}", f"{100 * figures_['other_fire_rate']:.1f}",
+                figures_["pause_alarms"] + figures_["extras"], figures_.get("big_requests", 0),
+            ])
+    return format_table(
+        ["validation", "windows", "threshold", "quiet s", "Big below", "hit %", "wrong", "missed", "FA/h noise",
+         "others fire %", "pause+extra", "Big asked"], rows)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m kws.listen.calibrate",
+        description="Choose the always-listening parameters on validation speakers and write them into the "
+        "Little model's metadata (its listen section).",
+        epilog="Streams are built from the validation split only; the benchmark (bench/bench_stream.py) judges "
+        "the result on the test split.",
+    )
+    parser.add_argument("--model", type=Path, default=Path("models/little"), metavar="STEM",
+                        help="the Little model whose metadata gets the section (default: %(default)s)")
+    parser.add_argument("--big", type=Path, default=Path("models/big"), metavar="STEM",
+                        help="the Big model that confirms, run in-process here (default: %(default)s)")
+    parser.add_argument("--data-dir", type=Path, action="append", metavar="DIR",
+                        help="keyword clips; repeat for several folders (default: $KWS_DATA_DIR or "
+                        "../shared/data/speech_commands)")
+    parser.add_argument("--other-dir", type=Path, metavar="DIR",
+                        help="other words and _background_noise_ (default: speech_commands_other beside the first "
+                        "--data-dir)")
+    parser.add_argument("--noise-minutes", type=float, default=DEFAULT_NOISE_MINUTES, metavar="M",
+                        help="minutes of noise alone per room (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the streams (default: %(default)s)")
+    parser.add_argument("--dry-run", action="store_true", help="print the choice, do not write the metadata")
+    parser.add_argument("--report", type=Path, metavar="JSON", help="also write the section as JSON here")
+    args = parser.parse_args(argv)
+    if args.noise_minutes <= 0:
+        parser.error("--noise-minutes must be positive")
+    args.parser = parser
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    parser = args.parser
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        data_dirs = args.data_dir or [resolve_data_dir(None)]
+    except DatasetError as error:
+        parser.exit(2, f"error: --data-dir: {error}\n")
+    other_dir = args.other_dir or synthetic.other_words_dir(data_dirs[0])
+    try:
+        little = load_model(args.model, prefer="zlib")
+        big = load_model(args.big, prefer="tflite")
+    except ModelError as error:
+        parser.exit(2, f"error: --model/--big: {error}\n")
+    try:
+        tracks = build_tracks(little, big, data_dirs, other_dir, 60 * args.noise_minutes, args.seed)
+    except (DatasetError, ValueError, StreamError) as error:
+        parser.exit(2, f"error: --data-dir/--other-dir: {error}\n")
+    given = sys.argv[1:] if argv is None else list(argv)
+    sources = {"command": shlex.join(["python", "-m", "kws.listen.calibrate", *given]),
+               "data_dirs": [str(path) for path in data_dirs], "other_dir": str(other_dir), "seed": args.seed}
+    section = choose(tracks, little, big, sources)
+    print(format_section(section))
+    if args.report:
+        write_json_report(args.report, section)
+    if args.dry_run:
+        print("dry run: metadata not written")
+    else:
+        write_section(metadata_path(args.model), SECTION, section)
+        print(f"listen section written to {metadata_path(args.model)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""bench/bench_stream.py runs end to end: both rooms, live and replayed rows, the DET plot, and the live run replays."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import bench_stream
+
+
+def test_bench_reports_both_rooms_and_draws_the_det_curve(data_dir: Path, other_dir: Path, tmp_path: Path,
+                                                          capsys) -> None:
+    report_path, plot_path = tmp_path / "stream.json", tmp_path / "det.png"
+    assert bench_stream.main(["--data-dir", str(data_dir), "--other-dir", str(other_dir), "--limit", "16",
+                              "--noise-minutes", "0.5", "--report", str(report_path), "--plot", str(plot_path)]) == 0
+    report = json.loads(report_path.read_text())
+    modes = ["Little alone", "Little + Big", "Little, issue's window", "Big alone, issue's window"]
+    assert [(row["room"], row["mode"]) for row in report["rows"]] == [(room, mode) for room in ("quiet", "noisy")
+                                                                      for mode in modes]
+    for row in report["rows"]:
+        assert row["keywords"] == 16 and row["others"] == 8 and row["noise_s"] == 30.0
+        assert row["hits"] + row["wrong"] + row["misses"] == 16
+    live = [row for row in report["rows"] if row["mode"] in modes[:2]]
+    assert all(row["real_time_factor"] > 0 and row["hop_latency_ms"]["median"] > 0 for row in live)
+    assert all(row["replay_matches_live"] for row in live if row["mode"] == "Little alone")
+    cascade = [row for row in report["rows"] if row["mode"] == "Little + Big"]
+    assert all(row["big_bytes"] >= 42_000 * row["big_requests"] for row in cascade)
+    assert set(report["det"]) == {"quiet", "noisy"} and len(report["det"]["quiet"]["little"]) == len(
+        bench_stream.DET_THRESHOLDS)
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Little + Big" in capsys.readouterr().out
