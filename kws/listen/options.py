@@ -39,8 +39,8 @@ LISTEN_FLAGS = {
 }
 #: The clip-mode flags that make no sense on a stream.
 CLIP_FLAGS = {
-    "sweep": "--sweep", "plot": "--plot", "threshold": "--threshold", "target_accuracy": "--target-accuracy",
-    "max_big_fraction": "--max-big-fraction", "data_dir": "--data-dir",
+    "sweep": "--sweep", "plot": "--plot", "threshold": "--threshold", "calibrate": "--calibrate",
+    "write_metadata": "--write-metadata", "data_dir": "--data-dir", "inputs": "WAV_OR_DIR",
 }
 
 
