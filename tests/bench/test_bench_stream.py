@@ -24,7 +24,7 @@ def test_bench_reports_both_rooms_and_draws_the_det_curve(data_dir: Path, other_
     assert all(row["real_time_factor"] > 0 and row["hop_latency_ms"]["median"] > 0 for row in live)
     assert all(row["replay_matches_live"] for row in live if row["mode"] == "Little alone")
     cascade = [row for row in report["rows"] if row["mode"] == "Little + Big"]
-    assert all(row["big_bytes"] >= 42_000 * row["big_requests"] for row in cascade)
+    assert all(row["big_bytes"] >= 2_000 * row["big_requests"] for row in cascade)  # int8 features, ~3 KB each
     assert set(report["det"]) == {"quiet", "noisy"} and len(report["det"]["quiet"]["little"]) == len(
         bench_stream.DET_THRESHOLDS)
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -52,7 +52,7 @@ def test_the_real_service_confirms_and_its_absence_leaves_little_standing(shippe
         confirmer = BigConfirmer(client, min_score=0.5)
         verdict = confirmer.confirm(clip.label, window)
         assert verdict.outcome in (CONFIRMED, CORRECTED) and verdict.label is not None and verdict.decided
-        assert 42_000 < verdict.body_bytes < verdict.wire_bytes and verdict.seconds > 0
+        assert 2_000 < verdict.body_bytes < verdict.wire_bytes and verdict.seconds > 0
         assert confirmer.confirm(clip.label, window[:10]).outcome in (CONFIRMED, CORRECTED, REJECTED)
         too_long = np.concatenate([window, window])  # the service takes at most 1 s: a 422, our bug, logged
         assert confirmer.confirm(clip.label, too_long).outcome == FAILED
