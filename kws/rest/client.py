@@ -227,6 +227,9 @@ class BigClient:
     def encode(self, samples: np.ndarray, sample_rate: int = audio_pack.EXPECTED_SAMPLE_RATE) -> bytes:
         """The request body for one clip in the negotiated payload."""
         if self.payload == "features" and self._features_config is not None:
+            longest = int(audio_pack.MAX_CLIP_SECONDS * sample_rate)
+            if not 0 < len(samples) <= longest:  # what the service refuses in an audio pack, refused here
+                raise BigRejected(f"a clip of {len(samples)} samples; Big takes 1 to {longest} at {sample_rate} Hz")
             self._sent += 1
             features = compute_features(samples, self._features_config, sample_rate)
             return features_pack.encode_features_pack(

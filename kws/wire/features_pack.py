@@ -115,10 +115,11 @@ def _parse_config(text: str) -> FeatureConfig:
 
 
 def quantize_int8(values: np.ndarray) -> tuple[np.ndarray, float, int]:
-    """Asymmetric per-pack int8: the pack's own range mapped onto -128..127 (scale, zero point)."""
-    low, high = float(values.min()), float(values.max())
+    """Asymmetric per-pack int8, as TFLite does it: the pack's range, widened to hold 0 so that
+    the zero point is always a valid int8 (a silent, constant window included), mapped onto -128..127."""
+    low, high = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
     scale = max(high - low, 1e-6) / 255.0
-    zero_point = int(round(-128 - low / scale))
+    zero_point = int(np.clip(round(-128 - low / scale), -128, 127))
     quantized = np.clip(np.round(values / scale) + zero_point, -128, 127).astype(np.int8)
     return quantized, scale, zero_point
 

@@ -114,8 +114,8 @@ def test_encodings_round_trip_within_their_precision(encoding: str, tolerance: f
     values = features(seed=3) * 4 - 6  # log-mel-like range
     message = decode_features_pack(encode_features_pack("run-1", values, CONFIG, encoding=encoding))
     assert message.encoding == encoding and message.features.dtype == np.float32
-    if tolerance is None:  # int8: half a quantization step of the pack's own range
-        tolerance = (values.max() - values.min()) / 255 / 2 + 1e-6
+    if tolerance is None:  # int8: half a quantization step of the pack's range (widened to hold 0)
+        tolerance = (max(values.max(), 0) - min(values.min(), 0)) / 255 / 2 + 1e-6
         assert np.abs(message.features - values).max() <= tolerance
     else:
         np.testing.assert_allclose(message.features, values, atol=tolerance * np.abs(values).max())
@@ -156,3 +156,11 @@ def test_malformed_int8_packs_say_what_is_wrong(change: dict, message: str) -> N
 def test_float32_packs_name_no_encoding() -> None:
     """What the MQTT path has always sent stays byte-for-byte the same."""
     assert all(record["n"] != "encoding" for record in pack_records())
+
+
+@pytest.mark.parametrize("constant", [0.0, -13.8, 4.2])
+def test_a_constant_window_quantizes_to_a_valid_pack(constant: float) -> None:
+    """Silence gives every feature the same value: the zero point must still be an int8."""
+    values = np.full(CONFIG.shape, constant, dtype=np.float32)
+    message = decode_features_pack(encode_features_pack("run-1", values, CONFIG, encoding="int8"))
+    np.testing.assert_allclose(message.features, values, atol=abs(constant) / 255 + 1e-6)
