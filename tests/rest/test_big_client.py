@@ -48,8 +48,8 @@ class RecordingServer:
                 while len(body) < length:
                     body += connection.recv(65536)
                 self.received += head + b"\r\n\r\n" + body
+                self.sent += self.response  # before sending: the client may compare as soon as it has read
                 connection.sendall(self.response)
-                self.sent += self.response
 
     def close(self) -> None:
         self.listener.close()
