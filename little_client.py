@@ -42,7 +42,7 @@ from kws.data.clips import DatasetError, resolve_data_dir
 from kws.model.metadata import ModelError
 from kws.model.runtime import load_model
 from kws.reports import write_json_report
-from kws.rest.client import BigRejected, BigUnavailable
+from kws.rest.client import BigBadAnswer, BigRejected, BigUnavailable
 from kws.rest.options import add_big_client_arguments, big_client_from_args, check_big_client_arguments
 
 log = logging.getLogger("little_client")
@@ -143,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.exit(2, f"error: --service {args.service} serves a model for other words than --model: {error}\n")
         except BigRejected as error:
             parser.exit(2, f"error: --service {args.service} rejected a request: {error}\n")
+        except BigBadAnswer as error:
+            parser.exit(2, f"error: --service {args.service} does not answer as a Big service: {error}\n")
     if args.sweep:
         print(format_sweep_table(report["rows"]))
         print(f"sweep plot written to {report['plot']}")

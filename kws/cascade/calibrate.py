@@ -39,7 +39,8 @@ def little_probabilities(model: KeywordModel, samples: np.ndarray) -> np.ndarray
 def predict_both(
     clips: Sequence[Clip], little: KeywordModel, big: BigClient, desc: str, progress: bool = True
 ) -> rule.PairedPredictions:
-    """Little and Big on every clip, labels as indices into Little's; BigUnavailable if Big cannot answer."""
+    """Little and Big on every clip, labels as indices into Little's; a BigError if Big cannot answer."""
+    big.expect_labels(little.labels)
     rows = []
     for clip in tqdm(clips, desc=desc, unit="clip", disable=not progress):
         samples = read_wav(clip.path)

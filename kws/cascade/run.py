@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from kws.cascade.calibrate import (
 from kws.cascade.sweep import DEFAULT_SWEEP_PLOT, run_sweep
 from kws.data.clips import Clip, select_clips
 from kws.model.runtime import KeywordModel
-from kws.rest.client import BigAnswer, BigClient, BigUnavailable
+from kws.rest.client import BigAnswer, BigClient, BigError, BigUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,9 @@ class ClipOutcome:
     big: str | None
     """Big's label, or None when Big was not asked or did not answer."""
     fallback: bool
-    """Big was asked but could not answer, so Little's label stood."""
+    """Big was asked but gave no usable answer, so Little's label stood."""
+    fallback_reason: str | None
+    """Why (one of :data:`kws.rest.client.FAILURE_REASONS`), for a fallback."""
     little_ms: float
     end_to_end_ms: float
     body_bytes: int
@@ -62,19 +65,20 @@ def classify_clip(clip: Clip, little: KeywordModel, big: BigClient, threshold: f
     little_seconds = time.perf_counter() - started
     margin = float(rule.score_margin(probabilities))
     answer: BigAnswer | None = None
-    fallback = False
+    fallback_reason = None
     if rule.asks_big(margin, threshold):
         try:
             answer = big.predict(samples)
-        except BigUnavailable:
-            fallback = True
+        except BigError as error:  # down, refusing, slow or talking nonsense: Little's answer stands
+            fallback_reason = error.reason
     return ClipOutcome(
         clip=clip.key,
         label=clip.label,
         little=little.labels[int(np.argmax(probabilities))],
         margin=round(margin, 6),
         big=answer.label if answer else None,
-        fallback=fallback,
+        fallback=fallback_reason is not None,
+        fallback_reason=fallback_reason,
         little_ms=little_seconds * 1000.0,
         end_to_end_ms=(time.perf_counter() - started) * 1000.0,
         body_bytes=answer.body_bytes if answer else 0,
@@ -85,7 +89,8 @@ def classify_clip(clip: Clip, little: KeywordModel, big: BigClient, threshold: f
 def run_cascade(
     clips: Sequence[Clip], little: KeywordModel, big: BigClient, threshold: float, progress: bool = True
 ) -> list[ClipOutcome]:
-    """Classify every clip; a Big outage only turns requests into fallbacks."""
+    """Classify every clip; a Big outage or a bad answer only turns requests into fallbacks."""
+    big.expect_labels(little.labels)
     outcomes: list[ClipOutcome] = []
     asked = fallbacks = 0
     with tqdm(clips, desc="cascade", unit="clip", disable=not progress) as bar:
@@ -96,8 +101,14 @@ def run_cascade(
             fallbacks += outcome.fallback
             bar.set_postfix(big=asked, fallbacks=fallbacks, refresh=False)
     if fallbacks:
-        log.warning("%d of %d Big requests fell back to Little's answer", fallbacks, asked)
+        reasons = ", ".join(f"{reason} {count}" for reason, count in fallback_reasons(outcomes).items())
+        log.warning("%d of %d Big requests fell back to Little's answer (%s)", fallbacks, asked, reasons)
     return outcomes
+
+
+def fallback_reasons(outcomes: Sequence[ClipOutcome]) -> dict[str, int]:
+    """How many fallbacks had each reason, most frequent first."""
+    return dict(Counter(o.fallback_reason for o in outcomes if o.fallback_reason).most_common())
 
 
 def summarize(outcomes: Sequence[ClipOutcome], threshold: float) -> dict[str, Any]:
@@ -106,7 +117,9 @@ def summarize(outcomes: Sequence[ClipOutcome], threshold: float) -> dict[str, An
     ``accuracy`` is the cascade's, ``little_accuracy`` Little's alone on the same
     clips. ``big_requests`` counts the clips sent to Big (margin below
     ``threshold``), answered or not; ``fallbacks`` those of them Big could not
-    answer, where Little's label stood. ``communication_bytes`` sums the request
+    answer, where Little's label stood, and ``fallback_reasons`` counts them by
+    reason (``timeout``, ``circuit_open``, ``bad_scores``, ...: see
+    :data:`kws.rest.client.FAILURE_REASONS`). ``communication_bytes`` sums the request
     bodies (the SenML packs) Big answered; ``wire_bytes`` adds the HTTP heads
     both ways and the response bodies, measured per exchange by
     :func:`kws.rest.client.exchange_bytes`. ``mb_per_800_clips`` scales
@@ -126,6 +139,7 @@ def summarize(outcomes: Sequence[ClipOutcome], threshold: float) -> dict[str, An
         "big_requests": big_requests,
         "big_fraction": round(big_requests / samples, 6) if samples else 0.0,
         "fallbacks": sum(o.fallback for o in outcomes),
+        "fallback_reasons": fallback_reasons(outcomes),
         "communication_bytes": communication,
         "wire_bytes": sum(o.wire_bytes for o in outcomes),
         "mb_per_800_clips": round(communication / max(samples, 1) * rule.COST_CLIPS / rule.MEGABYTE, 4),
@@ -154,7 +168,11 @@ class IncompatibleModels(Exception):
 
 
 def check_labels(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
-    """Big's name and sha256, after checking it knows Little's labels; None when Big is down."""
+    """Big's name and sha256, after checking it knows Little's labels; None when Big is down.
+
+    Metadata that is not a model's (BigBadAnswer) is raised: the URL names something else.
+    """
+    big.expect_labels(little.labels)
     try:
         info = big.model_info()
     except BigUnavailable:
@@ -167,10 +185,11 @@ def check_labels(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
 def format_run_summary(report: dict[str, Any]) -> str:
     """One line a human reads after a run; the JSON report has everything."""
     megabytes = report["communication_bytes"] / rule.MEGABYTE
+    reasons = ", ".join(f"{reason} {count}" for reason, count in report.get("fallback_reasons", {}).items())
     return (
         f"accuracy {report['accuracy']:.4f} (Little alone {report['little_accuracy']:.4f}) "
         f"on {report['samples']} clips; Big asked {report['big_requests']} times "
-        f"({100 * report['big_fraction']:.1f}%), {report['fallbacks']} fallbacks; "
+        f"({100 * report['big_fraction']:.1f}%), {report['fallbacks']} fallbacks{f' ({reasons})' if reasons else ''}; "
         f"{megabytes:.3f} MB sent ({report['mb_per_800_clips']:.3f} MB per 800 clips)"
     )
 
