@@ -262,9 +262,13 @@ class BigClient:
         try:
             response = self.session.request(method, url, timeout=self.timeout, stream=True, **kwargs)
         except requests.RequestException as error:
-            raise BigUnavailable(f"{url} unreachable: {error}", _network_reason(error)) from error
+            reason = _network_reason(error)
+            what = {"timeout": "did not answer in time", "tls": "failed TLS"}.get(reason, "unreachable")
+            raise BigUnavailable(f"{url} {what}: {error}", reason) from error
         try:
             body = read_capped(response, self.max_response_bytes, self.timeout)
+        except BigError as error:
+            raise type(error)(f"{url}: {error}", error.reason) from error
         finally:
             response.close()
         if response.status_code >= 500:

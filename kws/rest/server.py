@@ -119,6 +119,8 @@ class _LimitedParser(HTTPRequestParser):
             self._refuse(RequestHeaderFieldsTooLarge(
                 f"request has {self.header_lines} header lines, over the limit of {self.limits.max_headers}"
             ))
+        if self.error is not None:  # refused already: no "100 Continue" inviting the body first
+            self.expect_continue = False
         return consumed
 
     def parse_header(self, header_plus: bytes) -> None:
