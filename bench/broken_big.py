@@ -66,7 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path == "/model":
-            self._send(200, json.dumps(MODEL_INFO).encode())
+            self._send(200, self.server.model_body)
         elif self.path == "/health":
             self._send(200, b'{"status":"ready","model":"broken-big"}')
         else:
@@ -114,17 +114,21 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # a sleeping "slow" handler must not hold up close()
     behaviour = "good"
+    model_body = json.dumps(MODEL_INFO).encode()
     predict_requests = 0
 
 
 class BrokenBig:
-    """A Big service double on a free loopback port answering /predict as ``behaviour`` says."""
+    """A Big service double on a free loopback port answering /predict as ``behaviour`` says,
+    and /model with ``model_body`` (default: good metadata for :data:`LABELS`)."""
 
-    def __init__(self, behaviour: str) -> None:
+    def __init__(self, behaviour: str, model_body: bytes | None = None) -> None:
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"unknown behaviour {behaviour!r}; one of {sorted(BEHAVIOURS)}")
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.behaviour = behaviour
+        if model_body is not None:
+            self._server.model_body = model_body
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
