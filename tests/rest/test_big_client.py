@@ -111,8 +111,9 @@ def test_5xx_after_retries_is_unavailable() -> None:
 def test_connection_refused_is_unavailable_and_warned_once(caplog) -> None:
     with BigClient(f"http://127.0.0.1:{free_tcp_port()}", retries=0) as big:
         for _ in range(3):
-            with pytest.raises(BigUnavailable):
+            with pytest.raises(BigUnavailable) as caught:
                 big.predict(np.zeros(100, dtype=np.int16))
+            assert caught.value.reason == "unreachable", "refused is not a timeout (urllib3 files it under one)"
     assert sum("unreachable" in record.getMessage() for record in caplog.records) == 1
 
 
