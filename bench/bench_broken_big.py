@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.broken_big import BrokenBig, all_broken
-from kws.data.clips import DatasetError, resolve_data_dir
-from kws.reports import format_table, write_json_report
+from bench.cli import add_report_arguments, finish, resolve_data_dir_argument
+from kws.reports import format_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REPORT = Path("reports/bench_broken_big.json")
@@ -109,18 +109,14 @@ def format_report(report: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--data-dir", type=Path, help="Speech Commands folder")
     parser.add_argument("--split", default="test", help="split to run (default: %(default)s)")
     parser.add_argument("--behaviours", nargs="+", default=all_broken(), choices=all_broken(), metavar="B",
                         help="broken Bigs to try (default: all)")
     parser.add_argument("--allowance-s", type=float, default=4.0, metavar="S",
                         help="the 'few seconds' of the target (default: %(default)s)")
-    parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, help="JSON report (default: %(default)s)")
+    add_report_arguments(parser, DEFAULT_REPORT)
     args = parser.parse_args(argv)
-    try:
-        args.data_dir = resolve_data_dir(args.data_dir)
-    except DatasetError as error:
-        parser.error(f"--data-dir: {error}")
+    resolve_data_dir_argument(parser, args)
     return args
 
 
@@ -128,10 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
     report = run(args)
-    print(format_report(report))
-    write_json_report(args.report, report)
-    print(f"report written to {args.report}")
-    return 0
+    return finish(format_report(report), report, args.report)
 
 
 if __name__ == "__main__":

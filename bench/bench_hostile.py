@@ -32,10 +32,11 @@ from typing import Any
 
 import requests
 
+from bench.cli import add_report_arguments, finish, resolve_data_dir_argument
 from bench.hostile_requests import CATALOGUE, send
 from kws.audio import read_wav
-from kws.data.clips import DatasetError, resolve_data_dir, select_clips
-from kws.reports import format_table, write_json_report
+from kws.data.clips import select_clips
+from kws.reports import format_table
 from kws.util.net import free_tcp_port
 from kws.wire import audio_pack, senml
 
@@ -218,16 +219,12 @@ def format_report(report: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--data-dir", type=Path, help="Speech Commands folder (for one real clip to /predict)")
     parser.add_argument("--concurrent", type=int, default=20, metavar="N", help="heavy requests of each kind at once")
     parser.add_argument("--slow-clients", type=int, default=200, metavar="N", help="slow-loris connections")
     parser.add_argument("--calls", type=int, default=20, metavar="N", help="timed /health and /predict calls")
-    parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, help="JSON report (default: %(default)s)")
+    add_report_arguments(parser, DEFAULT_REPORT)
     args = parser.parse_args(argv)
-    try:
-        args.data_dir = resolve_data_dir(args.data_dir)
-    except DatasetError as error:
-        parser.error(f"--data-dir: {error}")
+    resolve_data_dir_argument(parser, args)
     return args
 
 
@@ -235,10 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
     report = run(args)
-    print(format_report(report))
-    write_json_report(args.report, report)
-    print(f"report written to {args.report}")
-    return 0
+    return finish(format_report(report), report, args.report)
 
 
 if __name__ == "__main__":

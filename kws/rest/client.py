@@ -111,14 +111,9 @@ def _network_reason(error: requests.RequestException) -> str:
 
 
 @dataclass(frozen=True)
-class BigAnswer:
-    """Big's prediction for one clip, with what asking it cost."""
+class BigAnswer(answers.CheckedPrediction):
+    """Big's prediction for one clip (checked: :mod:`kws.rest.answers`), with what asking it cost."""
 
-    label: str
-    index: int
-    scores: np.ndarray
-    labels: tuple[str, ...]
-    model_name: str
     body_bytes: int
     """Size of the request body (the SenML pack)."""
     wire_bytes: int
@@ -337,11 +332,7 @@ class BigClient:
         )
         seconds = time.perf_counter() - started
         return BigAnswer(
-            label=answer.label,
-            index=answer.index,
-            scores=answer.scores,
-            labels=answer.labels,
-            model_name=answer.model_name,
+            **vars(answer),
             body_bytes=len(body),
             wire_bytes=exchange_bytes(response, len(received)),
             seconds=seconds,
