@@ -107,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Requests waiting for a worker are normal under load; waitress warns about each one.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     service = BigService(args.model, max_body_bytes=args.max_body)
     try:
         handle = start_server(service, args.host, args.port, args.threads, args.token, args.ssl_context)

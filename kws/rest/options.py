@@ -31,11 +31,12 @@ def add_big_client_arguments(parser: argparse.ArgumentParser) -> argparse._Argum
     )
     group.add_argument(
         "--timeout", metavar="S", type=float, default=DEFAULT_TIMEOUT_S,
-        help="seconds per Big request attempt (default: %(default)s)",
+        help="seconds per Big request attempt: connecting, each read, the whole answer; never retried "
+        "(default: %(default)s)",
     )
     group.add_argument(
         "--retries", metavar="N", type=int, default=DEFAULT_RETRIES,
-        help="extra attempts on network errors and 502/503/504 (default: %(default)s)",
+        help="extra attempts on refused or reset connections and 502/503/504 (default: %(default)s)",
     )
     group.add_argument("--device", metavar="ID", help="device id in the SenML base name (default: this host's name)")
     group.add_argument(
