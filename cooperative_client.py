@@ -12,6 +12,11 @@ Against a running broker (mosquitto) and clients started elsewhere::
 
     python cooperative_client.py --broker mqtt://127.0.0.1:1883 --config-from models/ensemble_1 \\
         --expect 4 --policy vote --report reports/mqtt_vote.json
+
+Only answers from the clients that announced the expected models count; everything
+else is counted in the report's ``rejected_answers``. Against the secure recipe
+(deploy/mosquitto) add ``--broker mqtts://HOST:8883 --username kws-coop
+--password-file FILE --cafile ca.crt``.
 """
 
 # ruff: noqa: E402 - imports follow the environment line on purpose
@@ -32,12 +37,11 @@ from pathlib import Path
 
 from kws.data.clips import DatasetError, resolve_data_dir
 from kws.model.metadata import ModelError
-from kws.mqtt.connection import DEFAULT_SESSION_EXPIRY_S, MQTT_VERSIONS
 from kws.mqtt.fleet import FleetError
-from kws.mqtt.policies import POLICIES
-from kws.mqtt.protocol import DEFAULT_TOPIC_PREFIX
+from kws.mqtt.options import add_broker_arguments, add_run_arguments, check_broker_arguments, run_settings_from_args
+from kws.mqtt.protocol import DEFAULT_BROKER
 from kws.mqtt.report import format_summary
-from kws.mqtt.session import DEFAULT_BROKER, CooperativeOptions, run_cooperative
+from kws.mqtt.session import CooperativeOptions, run_cooperative
 from kws.reports import write_json_report
 
 
@@ -50,33 +54,25 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         "      --data-dir DIR",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    where = parser.add_argument_group("broker and clients")
-    where.add_argument(
-        "--broker", metavar="URL",
-        help=f"broker URL (default: {DEFAULT_BROKER}; with --embedded-broker only its port counts, else a free one)",
+    add_broker_arguments(
+        parser, default_broker=None, default_mqtt_version=None,
+        broker_help=f"broker URL, mqtt://host[:1883] or mqtts://host[:8883] for TLS (default: {DEFAULT_BROKER}; "
+        "with --embedded-broker only its port counts, else a free one)",
+        mqtt_version_help="MQTT protocol version (default: 5, or 3.1.1 with --embedded-broker)",
     )
+    where = parser.add_argument_group("broker and clients started here")
     where.add_argument(
         "--embedded-broker", action="store_true",
-        help="start an amqtt broker inside this process (MQTT 3.1.1, so no --share)",
+        help="start an amqtt broker inside this process (MQTT 3.1.1, no accounts, no TLS, no --share)",
     )
     where.add_argument(
         "--spawn", nargs="+", metavar="MODEL", default=[],
-        help="start one inference client per model as a child process, stopped at the end",
+        help="start one inference client per model as a child process, stopped at the end; it gets this "
+        "client's account and TLS files",
     )
     where.add_argument(
         "--client-logs", type=Path, metavar="DIR",
         help="write each spawned client's log to DIR/<name>.log (default: this program's stderr)",
-    )
-    where.add_argument(
-        "--topic-prefix", default=DEFAULT_TOPIC_PREFIX, metavar="PREFIX", help="topic prefix (default: %(default)s)"
-    )
-    where.add_argument(
-        "--mqtt-version", choices=sorted(MQTT_VERSIONS),
-        help="MQTT protocol version (default: 5, or 3.1.1 with --embedded-broker)",
-    )
-    where.add_argument(
-        "--session-expiry", type=int, default=DEFAULT_SESSION_EXPIRY_S, metavar="S",
-        help="seconds the broker keeps our session across a disconnection (MQTT 5; default: %(default)s)",
     )
 
     data = parser.add_argument_group("clips")
@@ -93,33 +89,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         help="model whose metadata gives the FeatureConfig and labels (default: the first --spawn model)",
     )
 
-    run = parser.add_argument_group("run")
-    run.add_argument(
-        "--expect", type=int, metavar="N", help="answers per clip, one per model (default: the number of --spawn)"
-    )
-    run.add_argument(
-        "--timeout", type=float, default=10.0, metavar="S",
-        help="seconds a clip waits for its answers after publication (default: %(default)s)",
-    )
-    run.add_argument(
-        "--policy", choices=POLICIES, default="sum",
-        help="combine by summed probabilities or by majority vote (default: %(default)s)",
-    )
-    run.add_argument(
-        "--qos-audio", type=int, choices=(0, 1, 2), default=1, help="QoS of the features (default: %(default)s)"
-    )
-    run.add_argument(
-        "--qos-prediction", type=int, choices=(0, 1, 2), default=1, help="QoS of the answers (default: %(default)s)"
-    )
-    run.add_argument(
-        "--max-pending", type=int, default=256, metavar="N",
-        help="clips published but unfinished at most, so broker queues stay short (default: %(default)s)",
-    )
-    run.add_argument("--rate", type=float, metavar="CLIPS_PER_S", help="pace publishing (default: as fast as allowed)")
-    run.add_argument(
-        "--ready-timeout", type=float, default=60.0, metavar="S",
-        help="seconds to wait for the clients to come online (default: %(default)s)",
-    )
+    run = add_run_arguments(parser)
     run.add_argument("--report", type=Path, metavar="PATH", help="write the JSON report here")
     parser.add_argument(
         "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -128,17 +98,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     return parser, parser.parse_args(argv)
 
 
-def options_from(args: argparse.Namespace) -> CooperativeOptions:
-    run = {
-        "timeout_s": args.timeout, "policy": args.policy, "qos_audio": args.qos_audio,
-        "qos_prediction": args.qos_prediction, "max_pending": args.max_pending, "rate": args.rate,
-        "ready_timeout_s": args.ready_timeout,
-    }
+def options_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> CooperativeOptions:
+    _, security = check_broker_arguments(parser, args, embedded=args.embedded_broker)
     return CooperativeOptions(
         data_dir=resolve_data_dir(args.data_dir), split=args.split, limit=args.limit, spawn=args.spawn,
-        config_from=args.config_from, expect=args.expect, broker=args.broker, embedded_broker=args.embedded_broker,
-        topic_prefix=args.topic_prefix, mqtt_version=args.mqtt_version, session_expiry_s=args.session_expiry,
-        client_logs=args.client_logs, client_log_level=args.log_level, run=run,
+        config_from=args.config_from, expect=args.expect, expect_models=args.expect_models, broker=args.broker,
+        embedded_broker=args.embedded_broker, security=security, topic_prefix=args.topic_prefix,
+        mqtt_version=args.mqtt_version, session_expiry_s=args.session_expiry,
+        client_logs=args.client_logs, client_log_level=args.log_level, run=run_settings_from_args(args),
     )
 
 
@@ -149,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     signal.signal(signal.SIGTERM, lambda _number, _frame: sys.exit(143))  # unwind: stop children and broker
     try:
-        report = run_cooperative(options_from(args))
+        report = run_cooperative(options_from(parser, args))
     except (ValueError, ModelError, DatasetError, FleetError, TimeoutError, OSError) as error:
         # ProtocolError is a ValueError (a bad --broker URL or --topic-prefix); ConnectionError an OSError
         parser.exit(2, f"error: {error}\n")

@@ -15,8 +15,15 @@ subscription (``$share/<group>/kws/audio/+``), so each clip goes to one replica 
 that model while every other model still sees every clip. The group defaults to the
 model's name; mosquitto supports it, amqtt (the embedded broker) does not.
 
+With an account (``--username``, ``--password-file``) its name defaults to the user
+name, because a broker that pins answers to accounts (deploy/mosquitto/acl) takes
+them only under ``kws/prediction/<username>/``. TLS: an ``mqtts://`` URL and
+``--cafile`` (and ``--certfile``/``--keyfile`` for a client certificate).
+
 It reconnects and resubscribes by itself after a broker restart, and stops cleanly
-on SIGTERM or Ctrl-C (announcing itself offline and dropping its session).
+on SIGTERM or Ctrl-C (announcing itself offline and dropping its session). A broker
+that refuses its account or a certificate that does not verify ends it at once
+(exit 2, naming the flag to fix).
 """
 
 # ruff: noqa: E402 - imports follow the environment line on purpose
@@ -37,14 +44,15 @@ from collections.abc import Sequence
 
 from kws.model.metadata import ModelError
 from kws.model.runtime import load_model
-from kws.mqtt.connection import DEFAULT_SESSION_EXPIRY_S, MQTT_VERSIONS, ConnectionSettings
+from kws.mqtt.connection import ConnectionSettings
 from kws.mqtt.inference import InferenceClient, InferenceService
-from kws.mqtt.protocol import DEFAULT_TOPIC_PREFIX, ProtocolError, Topics, parse_broker_url
+from kws.mqtt.options import add_broker_arguments, check_broker_arguments
+from kws.mqtt.protocol import ProtocolError, Topics
 
 log = logging.getLogger("inference_client")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(
         description="Answer keyword-spotting features received over MQTT with one model.",
         epilog="examples:\n"
@@ -56,11 +64,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--model", required=True, help="model stem or file, e.g. models/ensemble_1")
     parser.add_argument(
-        "--broker", default="mqtt://127.0.0.1:1883", metavar="URL", help="broker URL (default: %(default)s)"
-    )
-    parser.add_argument("--name", help="client name in answers, status and client id (default: <model>-<pid>)")
-    parser.add_argument(
-        "--topic-prefix", default=DEFAULT_TOPIC_PREFIX, metavar="PREFIX", help="topic prefix (default: %(default)s)"
+        "--name", help="client name in answers, status and client id (default: --username, else <model>-<pid>)"
     )
     parser.add_argument(
         "--share", nargs="?", const="", metavar="GROUP",
@@ -71,45 +75,43 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="QoS of the audio subscription and of the answers (default: %(default)s)",
     )
     parser.add_argument(
-        "--mqtt-version", choices=sorted(MQTT_VERSIONS), default="5",
-        help="MQTT protocol version; 3.1.1 for amqtt (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--session-expiry", type=int, default=DEFAULT_SESSION_EXPIRY_S, metavar="S",
-        help="seconds the broker keeps our session and queued clips while we are away (MQTT 5; default: %(default)s)",
-    )
-    parser.add_argument(
         "--threads", type=int, default=1, metavar="N", help="TFLite interpreter threads (default: %(default)s)"
     )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    return parser.parse_args(argv)
+    add_broker_arguments(parser)
+    args = parser.parse_args(argv)
+    return parser, args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    parser, args = parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    broker, security = check_broker_arguments(parser, args)
     try:
-        broker = parse_broker_url(args.broker)
         model = load_model(args.model, num_threads=args.threads)
-        name = args.name or f"{model.name}-{os.getpid()}"
+        name = args.name or args.username or f"{model.name}-{os.getpid()}"
+        if args.username and name != args.username:
+            log.warning("answering as %r but logged in as %r: a broker that pins answers to accounts "
+                        "(deploy/mosquitto/acl) refuses them", name, args.username)
         share = (args.share or model.name) if args.share is not None else None
         service = InferenceService(model, name, Topics(args.topic_prefix))
-        settings = ConnectionSettings(
-            broker, client_id=f"kws-{name}", mqtt_version=args.mqtt_version, session_expiry_s=args.session_expiry
-        )
+        settings = ConnectionSettings(broker, client_id=f"kws-{name}", mqtt_version=args.mqtt_version,
+                                      session_expiry_s=args.session_expiry, security=security)
         client = InferenceClient(service, settings, qos=args.qos, share=share)
     except (ModelError, ProtocolError) as error:
-        log.error("%s", error)
-        return 2
+        parser.exit(2, f"error: {error}\n")
 
     stop = threading.Event()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda _number, _frame: stop.set())
     client.start()
-    stop.wait()
+    while not stop.is_set() and not client.connection.refused.is_set():
+        stop.wait(0.2)
     client.stop()
+    if client.connection.refusal is not None:  # logged where it happened; the exit status says it too
+        return 2
     return 0
 
 

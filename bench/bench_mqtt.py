@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from kws.data.clips import DatasetError, resolve_data_dir
+from bench.common import add_data_dir_argument, parse_bench_args
 from kws.model.runtime import KeywordModel, load_model
 from kws.mqtt.brokers.mosquitto import LocalMosquitto
 from kws.mqtt.fleet import InferenceFleet, specs_for_models
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, help="Speech Commands folder (default: $KWS_DATA_DIR or ../shared)")
+    add_data_dir_argument(parser)
     parser.add_argument("--split", default="test", help="split to take clips from (default: %(default)s)")
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="the models (default: ensemble_1..4)")
     parser.add_argument("--clips", type=int, default=400, help="clips per measurement (default: %(default)s)")
@@ -133,19 +133,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=30.0, help="per-clip deadline, s (default: %(default)s)")
     parser.add_argument("--broker", help="use this broker (default: start a private mosquitto)")
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, help="JSON report (default: %(default)s)")
-    args = parser.parse_args(argv)
+    args = parse_bench_args(parser, argv)
     if args.clips < 1 or args.repeats < 1:
         parser.error("--clips and --repeats must be at least 1")
-    try:
-        args.data_dir = resolve_data_dir(args.data_dir)
-    except DatasetError as error:
-        parser.error(f"--data-dir: {error}")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     report = run(args)
     rows = [
         ["in-process (4 models, 1 thread)", report["in_process_clips_per_s"], report["accuracy"]["in_process"]],

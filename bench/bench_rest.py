@@ -5,13 +5,15 @@ concurrent clients (threads):
 
 * ``in_process``: ``model.predict_audio`` directly, each thread with its own clone
   (TFLite interpreters are not thread-safe);
-* ``http``: the production path. Each client thread has its own
-  :class:`kws.rest.client.BigClient` (SenML encoding, one keep-alive session) and posts to
-  ``big_service.py`` running in a separate process, as it would in the cloud,
-  so client and server do not share one interpreter lock.
+* ``http_pcm`` and ``http_features``: the production path with each payload. Each
+  client thread has its own :class:`kws.rest.client.BigClient` (SenML encoding, one
+  keep-alive session) and posts to ``big_service.py`` running in a separate
+  process, as it would in the cloud, so client and server do not share one
+  interpreter lock. With ``features`` the client computes Big's features (as the
+  Pi would) and sends them as int8; the server only decodes and runs the model.
 
-Both include feature extraction; ``http`` adds encoding, the HTTP round trip and
-decoding. Each (path, clients) pair runs ``--repeats`` times, interleaved so a
+All include feature extraction (on one side or the other); HTTP adds encoding,
+the round trip and decoding. Each (path, clients) pair runs ``--repeats`` times, interleaved so a
 change in machine load hits every pair alike, and the medians are quoted.
 
 To show where the difference goes, the report also gives the CPU time per clip
@@ -36,7 +38,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse
 import logging
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,6 +58,7 @@ from kws.model.runtime import load_model
 from kws.reports import format_table, write_json_report
 from kws.rest import service as big_service
 from kws.rest.client import BigClient
+from kws.util.net import free_tcp_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +67,8 @@ log = logging.getLogger("bench_rest")
 DEFAULT_REPORT = Path("reports/bench_rest.json")
 #: A clip classifier for one worker thread; called once per clip.
 Classify = Callable[[np.ndarray], Any]
-PATHS = ("in_process", "http")
+PAYLOADS = ("pcm", "features")
+PATHS = ("in_process", *(f"http_{payload}" for payload in PAYLOADS))
 
 
 def pick_clips(data_dir: Path, count: int) -> list[np.ndarray]:
@@ -112,17 +115,11 @@ def measure(classifiers: Sequence[Classify], audio: Sequence[np.ndarray], server
     )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class ServiceProcess:
     """``big_service.py`` in a child process, ready (its /health says 200) on entering."""
 
     def __init__(self, model: Path, threads: int) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}"
+        self.url = f"http://127.0.0.1:{free_tcp_port()}"
         port = self.url.rsplit(":", 1)[1]
         command = [sys.executable, str(REPO_ROOT / "big_service.py"), "--port", port, "--model", str(model)]
         self.process = subprocess.Popen([*command, "--threads", str(threads)], cwd=REPO_ROOT)
@@ -163,21 +160,24 @@ def median_of(runs: list[Measurement], field: str) -> float | None:
 
 
 def summarize(runs: dict[tuple[str, int], list[Measurement]], clients: int) -> dict[str, Any]:
-    """Medians for one client count, with the CPU cost per clip that explains the ratio."""
-    in_process, http = runs[("in_process", clients)], runs[("http", clients)]
-    in_process_rate, http_rate = median_of(in_process, "clips_per_s"), median_of(http, "clips_per_s")
-    return {
+    """Medians for one client count and each payload, with the CPU cost per clip that explains the ratio."""
+    in_process = runs[("in_process", clients)]
+    in_process_rate = median_of(in_process, "clips_per_s")
+    result: dict[str, Any] = {
         "clients": clients,
         "in_process_clips_per_s": round(in_process_rate, 2),
-        "http_clips_per_s": round(http_rate, 2),
-        "http_to_in_process": round(http_rate / in_process_rate, 3),
-        "cpu_ms_per_clip": {
-            "in_process": median_of(in_process, "client_cpu_ms"),
-            "http_clients": median_of(http, "client_cpu_ms"),
-            "http_server": median_of(http, "server_cpu_ms"),
-        },
-        "runs_clips_per_s": {path: [round(run.clips_per_s, 2) for run in runs[(path, clients)]] for path in PATHS},
+        "cpu_ms_per_clip": {"in_process": median_of(in_process, "client_cpu_ms")},
     }
+    for payload in PAYLOADS:
+        http = runs[(f"http_{payload}", clients)]
+        http_rate = median_of(http, "clips_per_s")
+        result[payload] = {
+            "http_clips_per_s": round(http_rate, 2),
+            "http_to_in_process": round(http_rate / in_process_rate, 3),
+            "cpu_ms_per_clip": {"client": median_of(http, "client_cpu_ms"), "server": median_of(http, "server_cpu_ms")},
+        }
+    result["runs_clips_per_s"] = {path: [round(run.clips_per_s, 2) for run in runs[(path, clients)]] for path in PATHS}
+    return result
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -187,10 +187,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[tuple[str, int], list[Measurement]] = {}
     most = max(args.clients)
     with ServiceProcess(args.model, args.server_threads) as service:
-        http_clients = [BigClient(service.url, timeout=30) for _ in range(most)]
+        http_clients = {payload: [BigClient(service.url, timeout=30, payload=payload) for _ in range(most)]
+                        for payload in PAYLOADS}
         paths: dict[str, tuple[list[Classify], int | None]] = {
             "in_process": ([model.clone().predict_audio for _ in range(most)], None),  # one interpreter per thread
-            "http": ([client.predict for client in http_clients], service.process.pid),
+            **{f"http_{payload}": ([client.predict for client in clients], service.process.pid)
+               for payload, clients in http_clients.items()},
         }
         for classifiers, _ in paths.values():
             for classify in classifiers:  # warm up: first inference, keep-alive connections, server-side clones
@@ -199,8 +201,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for clients in args.clients:
                 for path, (classifiers, server_pid) in paths.items():
                     runs.setdefault((path, clients), []).append(measure(classifiers[:clients], audio, server_pid))
-        floor = http_floor_cpu_ms(http_clients[0], service.process.pid)
-        for client in http_clients:
+        floor = http_floor_cpu_ms(http_clients["pcm"][0], service.process.pid)
+        for client in (client for clients in http_clients.values() for client in clients):
             client.close()
     return {
         "setup": {
@@ -249,15 +251,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [
         [
             row["clients"],
+            payload,
             row["in_process_clips_per_s"],
-            row["http_clips_per_s"],
-            row["http_to_in_process"],
+            row[payload]["http_clips_per_s"],
+            row[payload]["http_to_in_process"],
             row["cpu_ms_per_clip"]["in_process"],
-            f"{row['cpu_ms_per_clip']['http_clients']:.2f} + {row['cpu_ms_per_clip']['http_server']:.2f}",
+            f"{row[payload]['cpu_ms_per_clip']['client']:.2f} + {row[payload]['cpu_ms_per_clip']['server']:.2f}",
         ]
         for row in report["results"]
+        for payload in PAYLOADS
     ]
-    headers = ["clients", "in-process clips/s", "HTTP clips/s", "HTTP / in-process", "CPU ms/clip in-process"]
+    headers = ["clients", "payload", "in-process clips/s", "HTTP clips/s", "HTTP / in-process", "CPU ms/clip alone"]
     print(format_table([*headers, "CPU ms/clip HTTP (client + server)"], rows, float_digits=2))
     floor = report["http_floor_cpu_ms_per_request"]
     print(f"a bare GET /health costs {floor['client']:.2f} + {floor['server']:.2f} ms CPU (client + server)")

@@ -1,13 +1,27 @@
 """Choosing the cascade's threshold on labelled clips that were never tested on.
 
-Little and Big answer every clip of the calibration split once; every candidate
-threshold is then evaluated offline (:class:`~kws.cascade.rule.PairedPredictions`).
+The threshold belongs to the Little model, like its features: at export it is
+calibrated on the validation speakers against the Big model Little will be paired
+with, and written into ``models/little.json`` as its ``cascade`` section (the rule,
+the threshold, Big's name and sha256, and the validation figures it was chosen
+from), so a Pi with no labelled clips uses it as it is::
+
+    python -m kws.cascade.calibrate --little models/little --big models/big \\
+        --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra
+
+A user with labelled clips of their own recalibrates with ``little_client.py
+--calibrate DIR``, against the Big service. Either way Little and Big answer every
+clip once and every candidate threshold is judged offline
+(:class:`~kws.cascade.rule.PairedPredictions`).
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,16 +32,19 @@ from tqdm import tqdm
 from kws.audio import read_wav
 from kws.cascade import rule
 from kws.data.clips import Clip, DatasetError, select_clips
-from kws.model.runtime import KeywordModel
-from kws.rest.client import BigClient
+from kws.features import FeatureConfig, compute_features
+from kws.model.metadata import metadata_path, write_section
+from kws.model.runtime import KeywordModel, load_model
+from kws.rest.client import FEATURES_ENCODING, BigClient
+from kws.wire import audio_pack, features_pack
 
 log = logging.getLogger(__name__)
 
 #: The split thresholds are calibrated on; the test split is never used for it.
 CALIBRATION_SPLIT = "validation"
-#: Without a threshold or a target accuracy: the most accurate threshold on validation
-#: that asks Big about at most this fraction of the clips (the original reports sent 13.75 %).
-DEFAULT_MAX_BIG_FRACTION = 0.15
+
+#: Big's answer to one clip: its label, and the request body bytes that answer cost.
+BigAnswerer = Callable[[np.ndarray], tuple[str, int]]
 
 
 def little_probabilities(model: KeywordModel, samples: np.ndarray) -> np.ndarray:
@@ -36,84 +53,163 @@ def little_probabilities(model: KeywordModel, samples: np.ndarray) -> np.ndarray
     return rule.softmax(scores) if model.metadata.raw.get("output") == "logits" else scores
 
 
+def payload_bytes(samples: np.ndarray, big_config: FeatureConfig) -> dict[str, int]:
+    """What one clip costs to send to Big, per payload: the audio pack and the int8 features pack."""
+    return {
+        "pcm": len(audio_pack.encode_audio_pack(samples, device="calibration").encode()),
+        "features": len(features_pack.encode_features_pack(
+            "calibration-1", compute_features(samples, big_config), big_config, encoding=FEATURES_ENCODING
+        ).encode()),
+    }
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Both models on the same clips, with what each clip would cost per payload."""
+
+    predictions: rule.PairedPredictions
+    """``request_bytes`` are those of the payload actually used to ask Big."""
+    bytes_by_payload: dict[str, np.ndarray]
+
+    def for_payload(self, payload: str) -> rule.PairedPredictions:
+        return dataclasses.replace(self.predictions, request_bytes=self.bytes_by_payload[payload])
+
+
 def predict_both(
-    clips: Sequence[Clip], little: KeywordModel, big: BigClient, desc: str, progress: bool = True
-) -> rule.PairedPredictions:
-    """Little and Big on every clip, labels as indices into Little's; a BigError if Big cannot answer."""
-    big.expect_labels(little.labels)
-    rows = []
+    clips: Sequence[Clip],
+    little: KeywordModel,
+    big: BigAnswerer,
+    big_config: FeatureConfig,
+    desc: str,
+    progress: bool = True,
+) -> Paired:
+    """Little and Big on every clip, labels as indices into Little's (clips must be labelled)."""
+    rows, sizes = [], []
     for clip in tqdm(clips, desc=desc, unit="clip", disable=not progress):
         samples = read_wav(clip.path)
         probabilities = little_probabilities(little, samples)
-        answer = big.predict(samples)
-        rows.append(
-            (
-                little.labels.index(clip.label),
-                float(rule.score_margin(probabilities)),
-                int(np.argmax(probabilities)),
-                little.labels.index(answer.label),
-                answer.body_bytes,
-            )
-        )
+        big_label, sent_bytes = big(samples)
+        rows.append((
+            little.labels.index(clip.label),
+            float(rule.score_margin(probabilities)),
+            int(np.argmax(probabilities)),
+            little.labels.index(big_label),
+            sent_bytes,
+        ))
+        sizes.append(payload_bytes(samples, big_config))
     columns = (np.array(column) for column in zip(*rows))
-    return rule.PairedPredictions(*columns)
+    by_payload = {name: np.array([size[name] for size in sizes]) for name in ("pcm", "features")}
+    return Paired(rule.PairedPredictions(*columns), by_payload)
+
+
+def service_answerer(big: BigClient) -> BigAnswerer:
+    """Big behind its REST service (what ``--calibrate`` and ``--sweep`` use)."""
+
+    def answer(samples: np.ndarray) -> tuple[str, int]:
+        reply = big.predict(samples)
+        return reply.label, reply.body_bytes
+
+    return answer
+
+
+def model_answerer(big: KeywordModel) -> BigAnswerer:
+    """Big's model in this process (what export uses: no service needed)."""
+
+    def answer(samples: np.ndarray) -> tuple[str, int]:
+        return big.labels[int(np.argmax(big.predict_audio(samples)))], 0
+
+    return answer
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """How a threshold was chosen, and on which clips."""
+    """A threshold, the rule that chose it and the validation figures it was chosen from."""
 
-    threshold: float
-    rule: str
-    """What the threshold was chosen for: a target accuracy, or a budget of Big requests."""
     outcome: rule.CascadeOutcome
-    clips: tuple[Clip, ...]
-    predictions: rule.PairedPredictions
+    paired: Paired
+    alpha: float
+    big_model: dict[str, str]
+    data_dirs: tuple[str, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def threshold(self) -> float:
+        return self.outcome.threshold
+
+    def to_section(self) -> dict[str, Any]:
+        """The ``cascade`` section of the Little model's metadata."""
+        predictions = self.paired.predictions
+        per_payload = {name: self.paired.for_payload(name).evaluate(self.threshold) for name in ("pcm", "features")}
         return {
+            "rule": rule.RULE.format(alpha=self.alpha),
+            "alpha": self.alpha,
+            "threshold": self.threshold,
+            "big_model": dict(self.big_model),
             "split": CALIBRATION_SPLIT,
-            "samples": len(self.clips),
-            "rule": self.rule,
-            "little_accuracy": round(self.predictions.little_accuracy, 6),
-            "big_accuracy": round(self.predictions.big_accuracy, 6),
-            "cascade": self.outcome.to_dict(),
+            "data_dirs": list(self.data_dirs),
+            "validation": {
+                "samples": predictions.samples,
+                "little_accuracy": round(predictions.little_accuracy, 6),
+                "big_accuracy": round(predictions.big_accuracy, 6),
+                "accuracy": round(self.outcome.accuracy, 6),
+                "big_fraction": round(self.outcome.big_fraction, 6),
+                "big_requests": self.outcome.big_requests,
+                "mcnemar_p": round(predictions.mcnemar_p(self.threshold), 6),
+                "bytes_per_request": {
+                    name: round(float(np.mean(self.paired.bytes_by_payload[name])), 1) for name in per_payload
+                },
+                "mb_per_800_clips": {name: round(outcome.mb_per_800_clips, 4) for name, outcome in per_payload.items()},
+            },
         }
 
 
-def calibrate_threshold(
-    data_dir: Path,
+def calibrate(
+    data_dirs: Sequence[Path],
+    split: str,
     little: KeywordModel,
-    big: BigClient,
-    target_accuracy: float | None = None,
-    max_big_fraction: float | None = None,
+    big: BigAnswerer,
+    big_model: dict[str, Any],
+    alpha: float = rule.DEFAULT_ALPHA,
     progress: bool = True,
 ) -> Calibration:
-    """A threshold chosen on the validation split, by one of two rules.
-
-    With ``max_big_fraction``: the most accurate threshold that asks Big about at
-    most that fraction of the clips. Otherwise: the lowest threshold reaching
-    ``target_accuracy`` (default: Big's own accuracy there).
-    """
-    clips = tuple(select_clips(data_dir, CALIBRATION_SPLIT, little.labels))
+    """The shipped rule (:meth:`~kws.cascade.rule.PairedPredictions.calibrate`) on ``split`` of every folder."""
+    clips = [clip for data_dir in data_dirs for clip in select_clips(data_dir, split, little.labels)]
     if not clips:
-        raise DatasetError(f"{data_dir} has no {CALIBRATION_SPLIT} clips to calibrate on; pass --threshold T")
-    predictions = predict_both(clips, little, big, desc="calibrating on validation", progress=progress)
-    if max_big_fraction is not None:
-        outcome = predictions.calibrate_budget(max_big_fraction)
-        rule = f"most accurate with at most {max_big_fraction:.1%} of clips sent to Big"
-    else:
-        target = predictions.big_accuracy if target_accuracy is None else target_accuracy
-        outcome = predictions.calibrate(target)
-        rule = f"fewest Big requests reaching accuracy {target:.4f}"
+        raise DatasetError(f"{', '.join(map(str, data_dirs))}: no {split} clips to calibrate on")
+    big_config = FeatureConfig.from_dict(big_model["feature_config"])
+    paired = predict_both(clips, little, big, big_config, desc=f"calibrating on {split}", progress=progress)
+    outcome = paired.predictions.calibrate(alpha)
+    calibration = Calibration(outcome, paired, alpha, big_identity(big_model), tuple(Path(d).name for d in data_dirs))
     log.info(
-        "threshold %.4f (%s): validation accuracy %.4f (Big %.4f, Little %.4f); Big asked %.1f%% of %d clips",
-        outcome.threshold,
-        rule,
-        outcome.accuracy,
-        predictions.big_accuracy,
-        predictions.little_accuracy,
-        100 * outcome.big_fraction,
-        len(clips),
+        "threshold %.4f: %s accuracy %.4f (Big %.4f, Little %.4f), Big asked %.1f%% of %d clips",
+        outcome.threshold, split, outcome.accuracy, paired.predictions.big_accuracy,
+        paired.predictions.little_accuracy, 100 * outcome.big_fraction, len(clips),
     )
-    return Calibration(outcome.threshold, rule, outcome, clips, predictions)
+    return calibration
+
+
+def big_identity(big_metadata: dict[str, Any]) -> dict[str, str]:
+    """Name and sha256 of a Big model's .tflite, from its metadata (what the service's GET /model returns)."""
+    sha256 = big_metadata.get("sha256")
+    tflite_sha256 = sha256.get("tflite") if isinstance(sha256, dict) else sha256
+    return {"name": str(big_metadata.get("name")), "sha256": str(tflite_sha256)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Export step: calibrate the Little model against its Big and write the ``cascade`` section."""
+    parser = argparse.ArgumentParser(description="Calibrate the cascade threshold that ships with the Little model.")
+    parser.add_argument("--little", type=Path, default=Path("models/little"), metavar="STEM")
+    parser.add_argument("--big", type=Path, default=Path("models/big"), metavar="STEM")
+    parser.add_argument("--data-dir", type=Path, action="append", required=True, metavar="DIR",
+                        help="labelled folder whose validation speakers calibrate (repeatable)")
+    parser.add_argument("--alpha", type=float, default=rule.DEFAULT_ALPHA, help="test level (default: %(default)s)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    little, big = load_model(args.little, prefer="zlib"), load_model(args.big)
+    calibration = calibrate(args.data_dir, CALIBRATION_SPLIT, little, model_answerer(big), big.metadata.raw, args.alpha)
+    write_section(metadata_path(args.little), "cascade", calibration.to_section())
+    print(f"threshold {calibration.threshold:.4f} written to {metadata_path(args.little)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,7 +3,8 @@
 Little answers a clip itself when it is sure, and asks Big when its *score
 margin* (top-1 probability minus top-2) is below a threshold. Given Little's
 and Big's predictions for a set of clips, every threshold can be evaluated
-offline, which is how the threshold is calibrated (on the validation split) and
+offline, which is how the threshold is calibrated (on the validation split, at export: it ships in
+the Little model's metadata) and
 how ``little_client.py --sweep`` draws its accuracy/cost curve without asking
 Big once per threshold.
 """
@@ -11,6 +12,7 @@ Big once per threshold.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -22,6 +24,10 @@ log = logging.getLogger(__name__)
 MEGABYTE = 1_000_000
 #: The clip count communication costs are normalised to ("MB per 800 clips").
 COST_CLIPS = 800
+#: The shipped rule's level: the cascade must not be shown less accurate than Big at 5 %.
+DEFAULT_ALPHA = 0.05
+RULE = "margin below threshold; threshold = fewest Big requests not shown less accurate than Big " \
+    "(one-sided exact McNemar test, alpha {alpha:g}, validation split)"
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -114,34 +120,30 @@ class PairedPredictions:
         midpoints = (distinct[:-1] + distinct[1:]) / 2
         return np.concatenate([[0.0], midpoints, [np.nextafter(distinct[-1], np.inf)]])
 
-    def calibrate_budget(self, max_big_fraction: float) -> CascadeOutcome:
-        """The most accurate threshold that sends at most ``max_big_fraction`` of the clips to Big.
+    def mcnemar_p(self, threshold: float) -> float:
+        """One-sided exact McNemar p-value of "the cascade at ``threshold`` is less accurate than Big".
 
-        Among equally accurate thresholds the lowest (fewest requests) wins. This is
-        the rule to use when Little is much weaker on the calibration clips than on
-        the clips it will meet: a target accuracy would then buy far more traffic
-        than it needs, while a traffic budget holds whatever the split.
+        Only the clips where the two disagree carry information: ``b`` that Big gets
+        right and the cascade wrong, ``c`` the other way round. Under "as accurate",
+        each such clip is a fair coin, so p = P(Binomial(b + c, 1/2) >= b).
         """
-        outcomes = [self.evaluate(threshold) for threshold in self.candidate_thresholds()]
-        affordable = [outcome for outcome in outcomes if outcome.big_fraction <= max_big_fraction]
-        return max(affordable, key=lambda outcome: (outcome.accuracy, -outcome.big_requests))
+        predictions = np.where(asks_big(self.margins, threshold), self.big, self.little)
+        big_only = int(np.sum((self.big == self.true_labels) & (predictions != self.true_labels)))
+        cascade_only = int(np.sum((predictions == self.true_labels) & (self.big != self.true_labels)))
+        disagreements = big_only + cascade_only
+        tail = sum(math.comb(disagreements, k) for k in range(big_only, disagreements + 1))
+        return tail / 2**disagreements if disagreements else 1.0
 
-    def calibrate(self, target_accuracy: float) -> CascadeOutcome:
-        """The lowest threshold (so the fewest Big requests) whose accuracy reaches the target.
+    def calibrate(self, alpha: float = DEFAULT_ALPHA) -> CascadeOutcome:
+        """The lowest threshold (so the fewest Big requests) at which the cascade is not shown to be
+        less accurate than Big: one-sided exact McNemar test at level ``alpha`` on these clips.
 
-        When no threshold reaches it, the most accurate one (fewest requests among
-        ties) is returned with a warning, so a run can still go on.
+        A point estimate ("reaches Big's accuracy on validation") would ride on a
+        handful of clips; this rule asks Big as little as the evidence allows while
+        the evidence cannot tell the cascade from Big. Always returns a threshold:
+        the one just above the largest margin sends every clip to Big.
         """
-        outcomes = [self.evaluate(threshold) for threshold in self.candidate_thresholds()]
-        reaching = [outcome for outcome in outcomes if outcome.accuracy >= target_accuracy]
-        if reaching:
-            return reaching[0]
-        best = max(outcomes, key=lambda outcome: (outcome.accuracy, -outcome.big_requests))
-        log.warning(
-            "no threshold reaches accuracy %.4f on %d clips; using %.4f (accuracy %.4f)",
-            target_accuracy,
-            self.samples,
-            best.threshold,
-            best.accuracy,
-        )
-        return best
+        for threshold in self.candidate_thresholds():
+            if self.mcnemar_p(threshold) >= alpha:
+                return self.evaluate(threshold)
+        return self.evaluate(self.candidate_thresholds()[-1])

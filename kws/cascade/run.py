@@ -1,4 +1,11 @@
-"""A cascade run over clips: Little first, Big when Little is unsure, and the run's report."""
+"""A cascade run over clips: Little first, Big when Little is unsure, and the run's report.
+
+Clips may be labelled (a Speech Commands folder, or files under a folder named
+after a label) or not (any WAV a Pi recorded): every clip is classified, and
+accuracy is reported over the labelled ones only. The threshold is the one that
+shipped with the Little model (its metadata's ``cascade`` section) unless the
+caller overrides it or recalibrates on labelled clips of their own.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +24,14 @@ from kws.audio import read_wav
 from kws.cascade import rule
 from kws.cascade.calibrate import (
     CALIBRATION_SPLIT,
-    DEFAULT_MAX_BIG_FRACTION,
-    calibrate_threshold,
+    Calibration,
+    big_identity,
+    calibrate,
     little_probabilities,
+    service_answerer,
 )
 from kws.cascade.sweep import DEFAULT_SWEEP_PLOT, run_sweep
-from kws.data.clips import Clip, select_clips
+from kws.data.clips import Clip
 from kws.model.runtime import KeywordModel
 from kws.rest.client import BigAnswer, BigClient, BigError, BigUnavailable
 
@@ -34,7 +43,8 @@ class ClipOutcome:
     """What happened to one clip in a cascade run."""
 
     clip: str
-    label: str
+    label: str | None
+    """The true label where the clip has one; None for unlabelled audio."""
     little: str
     margin: float
     big: str | None
@@ -47,6 +57,8 @@ class ClipOutcome:
     end_to_end_ms: float
     body_bytes: int
     wire_bytes: int
+    payload: str | None
+    """What was sent to Big ("pcm" or "features"), None when nothing was."""
 
     @property
     def asked_big(self) -> bool:
@@ -83,6 +95,7 @@ def classify_clip(clip: Clip, little: KeywordModel, big: BigClient, threshold: f
         end_to_end_ms=(time.perf_counter() - started) * 1000.0,
         body_bytes=answer.body_bytes if answer else 0,
         wire_bytes=answer.wire_bytes if answer else 0,
+        payload=answer.payload if answer else None,
     )
 
 
@@ -115,13 +128,14 @@ def fallback_reasons(outcomes: Sequence[ClipOutcome]) -> dict[str, int]:
 def summarize(outcomes: Sequence[ClipOutcome], threshold: float) -> dict[str, Any]:
     """The run's report.
 
-    ``accuracy`` is the cascade's, ``little_accuracy`` Little's alone on the same
-    clips. ``big_requests`` counts the clips sent to Big (margin below
-    ``threshold``), answered or not; ``fallbacks`` those of them Big could not
-    answer, where Little's label stood, and ``fallback_reasons`` counts them by
-    reason (``timeout``, ``circuit_open``, ``bad_scores``, ...: see
-    :data:`kws.rest.client.FAILURE_REASONS`). ``communication_bytes`` sums the request
-    bodies (the SenML packs) Big answered; ``wire_bytes`` adds the HTTP heads
+    ``accuracy`` is the cascade's and ``little_accuracy`` Little's alone, both over
+    the ``labelled`` clips only (None when no clip has a label). ``big_requests``
+    counts the clips sent to Big (margin below ``threshold``), answered or not;
+    ``fallbacks`` those Big could not answer, where Little's label stood, and
+    ``fallback_reasons`` counts them by reason (``timeout``, ``circuit_open``,
+    ``bad_scores``, ...: see :data:`kws.rest.client.FAILURE_REASONS`).
+    ``communication_bytes`` sums the request bodies (the SenML packs) Big answered,
+    split by payload in ``bytes_by_payload``; ``wire_bytes`` adds the HTTP heads
     both ways and the response bodies, measured per exchange by
     :func:`kws.rest.client.exchange_bytes`. ``mb_per_800_clips`` scales
     ``communication_bytes`` to 800 clips (1 MB = 10^6 bytes). Latencies:
@@ -129,19 +143,27 @@ def summarize(outcomes: Sequence[ClipOutcome], threshold: float) -> dict[str, An
     whole decision including any Big round trip; WAV reading is in neither.
     """
     samples = len(outcomes)
+    labelled = [o for o in outcomes if o.label is not None]
     little_ms = np.array([o.little_ms for o in outcomes])
     communication = sum(o.body_bytes for o in outcomes)
     big_requests = sum(o.asked_big for o in outcomes)
+    by_payload: dict[str, int] = {}
+    for outcome in outcomes:
+        if outcome.payload is not None:
+            by_payload[outcome.payload] = by_payload.get(outcome.payload, 0) + outcome.body_bytes
     return {
         "samples": samples,
+        "labelled": len(labelled),
         "threshold": threshold,
-        "accuracy": _mean(o.prediction == o.label for o in outcomes),
-        "little_accuracy": _mean(o.little == o.label for o in outcomes),
+        "accuracy": _mean(o.prediction == o.label for o in labelled) if labelled else None,
+        "little_accuracy": _mean(o.little == o.label for o in labelled) if labelled else None,
+        "predictions": dict(sorted(Counter(o.prediction for o in outcomes).items())),
         "big_requests": big_requests,
         "big_fraction": round(big_requests / samples, 6) if samples else 0.0,
         "fallbacks": sum(o.fallback for o in outcomes),
         "fallback_reasons": fallback_reasons(outcomes),
         "communication_bytes": communication,
+        "bytes_by_payload": by_payload,
         "wire_bytes": sum(o.wire_bytes for o in outcomes),
         "mb_per_800_clips": round(communication / max(samples, 1) * rule.COST_CLIPS / rule.MEGABYTE, 4),
         "latency_ms": {
@@ -168,69 +190,77 @@ class IncompatibleModels(Exception):
     """Big and Little were trained for different label sets, so Big's answers cannot stand in for Little's."""
 
 
-def check_labels(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
-    """Big's name and sha256, after checking it knows Little's labels; None when Big is down.
+class NoThreshold(Exception):
+    """The Little model ships no cascade threshold, and none was given or calibrated."""
+
+
+def shipped_cascade(little: KeywordModel) -> dict[str, Any] | None:
+    """The ``cascade`` section of the Little model's metadata (written at export), if it has one."""
+    section = little.metadata.raw.get("cascade")
+    return section if isinstance(section, dict) and isinstance(section.get("threshold"), (int, float)) else None
+
+
+def check_big(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
+    """Big's name and sha256, after checking it knows Little's labels and agreeing on a payload;
+    None when Big is down (its answers then fall back to Little's, clip by clip).
 
     Metadata that is not a model's (BigBadAnswer) is raised: the URL names something else.
     """
     big.expect_labels(little.labels)
     try:
-        info = big.model_info()
+        info = big.negotiate()
     except BigUnavailable:
         return None
     if set(info["labels"]) != set(little.labels):
         raise IncompatibleModels(f"Big knows labels {info['labels']}, Little {list(little.labels)}")
-    return {"name": info["name"], "sha256": info["sha256"]}
-
-
-def format_run_summary(report: dict[str, Any]) -> str:
-    """One line a human reads after a run; the JSON report has everything."""
-    megabytes = report["communication_bytes"] / rule.MEGABYTE
-    reasons = ", ".join(f"{reason} {count}" for reason, count in report.get("fallback_reasons", {}).items())
-    return (
-        f"accuracy {report['accuracy']:.4f} (Little alone {report['little_accuracy']:.4f}) "
-        f"on {report['samples']} clips; Big asked {report['big_requests']} times "
-        f"({100 * report['big_fraction']:.1f}%), {report['fallbacks']} fallbacks{f' ({reasons})' if reasons else ''}; "
-        f"{megabytes:.3f} MB sent ({report['mb_per_800_clips']:.3f} MB per 800 clips)"
-    )
+    identity = big_identity(info)
+    calibrated_with = (shipped_cascade(little) or {}).get("big_model")
+    if calibrated_with and calibrated_with != identity:
+        log.warning(
+            "the service's Big model (%s, sha256 %s…) is not the one Little's threshold was calibrated with "
+            "(%s, sha256 %s…): the shipped threshold may ask Big too often or too rarely; "
+            "recalibrate with --calibrate DIR on labelled clips",
+            identity["name"], identity["sha256"][:12], calibrated_with.get("name"),
+            str(calibrated_with.get("sha256"))[:12],
+        )
+    return {**identity, "payload": big.payload, "calibrated_with": calibrated_with == identity}
 
 
 @dataclass(frozen=True)
 class SessionSettings:
     """How a Little client session chooses its threshold and what it runs."""
 
-    split: str = "test"
     threshold: float | None = None
-    """A fixed threshold; None calibrates one on the validation split."""
-    target_accuracy: float | None = None
-    max_big_fraction: float | None = None
+    """A fixed threshold; None takes the one shipped in the Little model's metadata."""
+    calibrate_dirs: tuple[Path, ...] = ()
+    """Labelled folders to recalibrate on (their ``calibrate_split``), against the service's Big."""
+    calibrate_split: str = CALIBRATION_SPLIT
     sweep: bool = False
     plot_path: Path | None = None
     progress: bool = True
 
 
-def run_session(data_dir: Path, little: KeywordModel, big: BigClient, settings: SessionSettings) -> dict[str, Any]:
-    """A whole Little client session: check Big's labels, choose the threshold, run the cascade
-    (or the sweep) over ``data_dir``'s split, and return the report."""
-    clips = select_clips(data_dir, settings.split, little.labels)
+def run_session(
+    clips: Sequence[Clip], little: KeywordModel, big: BigClient, settings: SessionSettings
+) -> dict[str, Any]:
+    """A whole Little client session: check Big, choose the threshold, run the cascade (or the sweep)
+    over ``clips``, and return the report. Raises NoThreshold, IncompatibleModels, BigUnavailable
+    (only when a calibration or a sweep needs Big), DatasetError."""
     report: dict[str, Any] = {
         "service": big.service_url,
-        "split": settings.split,
         "little_model": {"name": little.name, "sha256": little.sha256, "file": str(little.source)},
-        "big_model": check_labels(little, big),
+        "big_model": check_big(little, big),
         "calibration": None,
     }
     threshold = settings.threshold
-    if threshold is None and (not settings.sweep or settings.target_accuracy is not None):
-        if settings.split == CALIBRATION_SPLIT:
-            log.warning("evaluating on the split the threshold is calibrated on flatters the cascade")
-        budget = settings.max_big_fraction
-        if budget is None and settings.target_accuracy is None:
-            budget = DEFAULT_MAX_BIG_FRACTION
-        calibration = calibrate_threshold(
-            data_dir, little, big, settings.target_accuracy, budget, settings.progress
-        )
-        threshold, report["calibration"] = calibration.threshold, calibration.to_dict()
+    if settings.calibrate_dirs:
+        calibration = recalibrate(settings, little, big)
+        threshold, report["calibration"] = calibration.threshold, calibration.to_section()
+    elif threshold is None and shipped_cascade(little) is not None:
+        threshold = float(shipped_cascade(little)["threshold"])
+        report["calibration"] = {"shipped": True, **shipped_cascade(little)}
+    if threshold is None and not settings.sweep:
+        raise NoThreshold(f"{little.source}: its metadata has no cascade threshold")
     if settings.sweep:
         plot_path = settings.plot_path or DEFAULT_SWEEP_PLOT
         report.update(run_sweep(clips, little, big, threshold, plot_path, settings.progress))
@@ -238,3 +268,29 @@ def run_session(data_dir: Path, little: KeywordModel, big: BigClient, settings: 
         report["mode"] = "cascade"
         report.update(summarize(run_cascade(clips, little, big, threshold, settings.progress), threshold))
     return report
+
+
+def recalibrate(settings: SessionSettings, little: KeywordModel, big: BigClient) -> Calibration:
+    """The shipped rule on the user's own labelled clips, against the service's Big (BigUnavailable if it is down)."""
+    big.expect_labels(little.labels)
+    info = big.negotiate()
+    return calibrate(settings.calibrate_dirs, settings.calibrate_split, little, service_answerer(big), info,
+                     progress=settings.progress)
+
+
+def format_run_summary(report: dict[str, Any]) -> str:
+    """One line a human reads after a run; the JSON report has everything."""
+    megabytes = report["communication_bytes"] / rule.MEGABYTE
+    if report["accuracy"] is None:
+        quality = f"{report['samples']} unlabelled clips: {report['predictions']}"
+    else:
+        quality = (f"accuracy {report['accuracy']:.4f} (Little alone {report['little_accuracy']:.4f}) "
+                   f"on {report['labelled']} labelled of {report['samples']} clips")
+    payloads = ", ".join(f"{name} {size / rule.MEGABYTE:.3f} MB" for name, size in report["bytes_by_payload"].items())
+    reasons = ", ".join(f"{reason} {count}" for reason, count in report.get("fallback_reasons", {}).items())
+    return (
+        f"{quality}; threshold {report['threshold']:.4f}; Big asked {report['big_requests']} times "
+        f"({100 * report['big_fraction']:.1f}%), {report['fallbacks']} fallbacks{f' ({reasons})' if reasons else ''}; "
+        f"{megabytes:.3f} MB sent{f' ({payloads})' if payloads else ''}, "
+        f"{report['mb_per_800_clips']:.3f} MB per 800 clips"
+    )

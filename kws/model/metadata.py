@@ -141,3 +141,17 @@ def write_section(path: Path, name: str, section: Mapping[str, Any]) -> None:
     document[name] = dict(section)
     path.write_text(json.dumps(document, indent=2) + "\n")
     ModelMetadata.read(path)
+
+
+def copy_with_section(metadata: Mapping[str, Any], path: Path, name: str, section: Mapping[str, Any]) -> None:
+    """Write a copy of a model's metadata to ``path`` with one calibrated section replaced.
+
+    The copy names the same model files, relative to its own folder, so it must sit
+    beside them: ``load_model(path)`` then loads the same model with the new section.
+    """
+    path = Path(path)
+    missing = [file for file in dict(metadata.get("files", {})).values() if not (path.parent / file).is_file()]
+    if missing:
+        raise ModelError(f"{path}: the model files {missing} are not beside it; write the copy in their folder")
+    path.write_text(json.dumps(dict(metadata), indent=2) + "\n")
+    write_section(path, name, section)

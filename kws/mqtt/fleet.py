@@ -4,6 +4,11 @@ The cooperative client's ``--spawn`` and the benchmark start one
 ``inference_client.py`` per model with the same Python, so the whole ensemble is
 one command; the fleet is a context manager so the children are stopped on the
 way out however that happens (end of run, error, Ctrl-C).
+
+Children get the broker's account and TLS flags as files (``--password-file``,
+never the password: a command line is visible to every user of the machine). By
+default every child uses the fleet's; a :class:`ClientSpec` may carry its own
+account, as a broker whose ACL gives each inference client its own identity needs.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from kws.mqtt.protocol import BrokerAddress
+from kws.mqtt.security import BrokerSecurity
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,8 @@ class ClientSpec:
     model: str
     name: str
     extra_args: tuple[str, ...] = ()
+    security: BrokerSecurity | None = None
+    """This child's account and TLS files (None: the fleet's)."""
 
 
 def specs_for_models(models: Sequence[str], extra_args: Sequence[str] = ()) -> list[ClientSpec]:
@@ -71,19 +79,22 @@ class InferenceFleet:
         qos: int,
         log_dir: Path | None = None,
         log_level: str = "INFO",
+        security: BrokerSecurity | None = None,
     ) -> None:
         self.specs = list(specs)
         self.common_args = [
             "--broker", broker.url, "--topic-prefix", topic_prefix,
             "--mqtt-version", mqtt_version, "--qos", str(qos), "--log-level", log_level,
         ]
+        self.security = security or BrokerSecurity()
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self) -> InferenceFleet:
         for spec in self.specs:
+            security = spec.security or self.security
             command = [sys.executable, str(INFERENCE_CLIENT), "--model", spec.model, "--name", spec.name,
-                       *self.common_args, *spec.extra_args]
+                       *self.common_args, *security.arguments(), *spec.extra_args]
             with self._log_file(spec.name) as output:  # the child keeps its own descriptor
                 process = subprocess.Popen(
                     command, stdout=output or subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

@@ -2,7 +2,8 @@
 
 It subscribes to ``<prefix>/audio/+``, decodes each features pack
 (:mod:`kws.wire.features_pack`), runs its model and publishes the class
-probabilities on ``<prefix>/prediction/<clip id>``. A pack made with another
+probabilities on ``<prefix>/prediction/<client>/<clip id>``, under its own name (a
+broker's ACL may pin that level to the account it logged in with). A pack made with another
 FeatureConfig than the model's is skipped, never answered wrongly; a malformed one
 is logged and skipped too, and the client stays up. Counts of both are logged
 when it stops.
@@ -38,6 +39,7 @@ CONFIG_MISMATCH = "skipped: other FeatureConfig"
 MALFORMED = "skipped: malformed"
 OTHER_TOPIC = "ignored: not subscribed"
 FAILED = "failed"
+REFUSED = "refused by the broker"
 
 
 class InferenceService:
@@ -70,7 +72,7 @@ class InferenceService:
             scores=tuple(float(score) for score in scores),
             inference_ms=inference_ms,
         )
-        return self.topics.prediction(clip_id), prediction
+        return self.topics.prediction(self.client_name, clip_id), prediction
 
 
 class InferenceClient:
@@ -111,6 +113,8 @@ class InferenceClient:
 
     def stop(self) -> None:
         self.connection.stop()
+        if self.connection.refused_publications:
+            self.counts[REFUSED] = self.connection.refused_publications
         summary = ", ".join(f"{count} {what}" for what, count in sorted(self.counts.items())) or "no clips"
         log.info("%s: stopped after %s", self.service.client_name, summary)
 

@@ -5,10 +5,16 @@ inference client (one per model, or several replicas sharing a subscription) ans
 with its class probabilities. Everything a message means is in this module so that
 both sides, the tests and the benchmark agree on it::
 
-    <prefix>/config              retained   FeatureConfig JSON of the running session
-    <prefix>/audio/<clip id>                features pack (SenML, below)
-    <prefix>/prediction/<clip id>           prediction JSON of one model for one clip
-    <prefix>/status/<client>     retained   {"state": "online"|"offline", ...}; offline is the will
+    <prefix>/config                        retained   FeatureConfig JSON of the running session
+    <prefix>/audio/<clip id>                          features pack (SenML, below)
+    <prefix>/prediction/<client>/<clip id>            prediction JSON of one model for one clip
+    <prefix>/status/<client>               retained   {"state": "online"|"offline", ...}; offline is the will
+
+The sender's name is a topic level of its answers and of its status so that a broker
+can pin it to the account that logged in (Mosquitto: ``pattern write
+kws/prediction/%u/+``, see deploy/mosquitto/acl): then no client can answer, or
+announce itself, in another's name. The cooperative client checks that the name in
+the payload is the one in the topic.
 
 The features pack itself is :mod:`kws.wire.features_pack` (it raises
 :class:`~kws.wire.features_pack.FeaturesPackError`, and
@@ -20,16 +26,25 @@ what is wrong, fit for a log line.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from kws.features import FeatureConfig
 from kws.util.numbers import is_finite_number
-from kws.wire.features_pack import IDENTIFIER, FeaturesPackError, config_from_json
+from kws.wire.features_pack import FeaturesPackError, check_clip_id, config_from_json
 
 DEFAULT_TOPIC_PREFIX = "kws"
 DEFAULT_MQTT_PORT = 1883
+DEFAULT_MQTTS_PORT = 8883
+DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+#: How far an answer's scores may sum from 1: an int8 model's dequantized softmax is off by up
+#: to half a step (1/256) per label, and the JSON keeps six decimals.
+PROBABILITY_SUM_TOLERANCE = 0.02
+#: URL schemes: plain TCP, and MQTT over TLS (the names Mosquitto's own clients accept).
+PLAIN_SCHEMES = ("mqtt", "tcp")
+TLS_SCHEMES = ("mqtts", "ssl")
 
 
 class ProtocolError(ValueError):
@@ -45,31 +60,39 @@ class ProtocolError(ValueError):
 class BrokerAddress:
     host: str
     port: int = DEFAULT_MQTT_PORT
+    tls: bool = False
+    """Speak TLS to the broker (an ``mqtts://`` URL)."""
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt://host[:port]`` (or a bare ``host[:port]``) to a :class:`BrokerAddress`.
+    """``mqtt://host[:port]``, ``mqtts://host[:port]`` (TLS) or a bare ``host[:port]`` to a :class:`BrokerAddress`.
 
-    TLS (``mqtts://``) and WebSockets are not supported: say so rather than connect
-    in plain text to what the user believes is an encrypted port.
+    The port defaults to 1883, or 8883 for ``mqtts://``. WebSockets are not
+    supported: say so rather than connect to what the user believes is another kind of port.
     """
     text = url.strip()
     parts = urlsplit(text if "://" in text else f"mqtt://{text}")
-    if parts.scheme not in ("mqtt", "tcp"):
-        raise ProtocolError(f"broker URL {url!r}: scheme {parts.scheme!r} is not supported; use mqtt://host:port")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ProtocolError(f"broker URL {url!r}: expected mqtt://host:port with nothing after the port")
+    if parts.scheme not in PLAIN_SCHEMES + TLS_SCHEMES:
+        raise ProtocolError(
+            f"broker URL {url!r}: scheme {parts.scheme!r} is not supported; use mqtt://host:port or mqtts://host:port"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ProtocolError(
+            f"broker URL {url!r}: expected {parts.scheme}://host:port with nothing else "
+            "(credentials go in --username and --password-file)"
+        )
+    tls = parts.scheme in TLS_SCHEMES
     try:
-        port = parts.port or DEFAULT_MQTT_PORT
+        port = parts.port or (DEFAULT_MQTTS_PORT if tls else DEFAULT_MQTT_PORT)
     except ValueError as error:
         raise ProtocolError(f"broker URL {url!r}: {error}") from error
     if not parts.hostname:
         raise ProtocolError(f"broker URL {url!r} names no host")
-    return BrokerAddress(parts.hostname, port)
+    return BrokerAddress(parts.hostname, port, tls)
 
 
 # --------------------------------------------------------------------------- #
@@ -78,12 +101,11 @@ def parse_broker_url(url: str) -> BrokerAddress:
 
 
 def check_identifier(value: str, what: str) -> str:
-    """A clip id or client name usable as one topic level and inside a SenML name."""
-    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
-        raise ProtocolError(
-            f"{what} {value!r} must be 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
-        )
-    return value
+    """A clip id or client name usable as one topic level and inside a SenML name (the features pack's rule)."""
+    try:
+        return check_clip_id(value, what)
+    except FeaturesPackError as error:
+        raise ProtocolError(str(error)) from error
 
 
 @dataclass(frozen=True)
@@ -103,8 +125,10 @@ class Topics:
     def audio(self, clip_id: str) -> str:
         return f"{self.prefix}/audio/{check_identifier(clip_id, 'clip id')}"
 
-    def prediction(self, clip_id: str) -> str:
-        return f"{self.prefix}/prediction/{check_identifier(clip_id, 'clip id')}"
+    def prediction(self, client: str, clip_id: str) -> str:
+        """Where ``client`` answers ``clip_id``: its name is a topic level, so an ACL can pin it to its account."""
+        client, clip_id = check_identifier(client, "client name"), check_identifier(clip_id, "clip id")
+        return f"{self.prefix}/prediction/{client}/{clip_id}"
 
     def status(self, client: str) -> str:
         return f"{self.prefix}/status/{check_identifier(client, 'client name')}"
@@ -115,7 +139,7 @@ class Topics:
 
     @property
     def all_predictions(self) -> str:
-        return f"{self.prefix}/prediction/+"
+        return f"{self.prefix}/prediction/+/+"
 
     @property
     def all_status(self) -> str:
@@ -127,10 +151,24 @@ class Topics:
 
     def clip_id_of(self, topic: str, kind: str) -> str:
         """The last level of ``<prefix>/<kind>/<clip id>``; a ProtocolError for any other topic."""
+        return check_identifier(self._tail(topic, kind), "clip id in topic")
+
+    def client_of_status(self, topic: str) -> str:
+        """The client a ``<prefix>/status/<client>`` topic speaks for."""
+        return check_identifier(self._tail(topic, "status"), "client name in topic")
+
+    def answer_of(self, topic: str) -> tuple[str, str]:
+        """(client, clip id) of ``<prefix>/prediction/<client>/<clip id>``; a ProtocolError for any other topic."""
+        client, separator, clip_id = self._tail(topic, "prediction").partition("/")
+        if not separator:
+            raise ProtocolError(f"topic {topic!r} is not <prefix>/prediction/<client>/<clip id>")
+        return check_identifier(client, "client name in topic"), check_identifier(clip_id, "clip id in topic")
+
+    def _tail(self, topic: str, kind: str) -> str:
         head = f"{self.prefix}/{kind}/"
         if not topic.startswith(head):
             raise ProtocolError(f"topic {topic!r} is not under {head}")
-        return check_identifier(topic[len(head):], "clip id in topic")
+        return topic[len(head):]
 
 
 # --------------------------------------------------------------------------- #
@@ -140,7 +178,7 @@ class Topics:
 
 @dataclass(frozen=True)
 class Prediction:
-    """One model's answer for one clip (the clip id is in the topic)."""
+    """One model's answer for one clip (the sender and the clip id are also in the topic)."""
 
     client: str
     model: str
@@ -178,6 +216,16 @@ class Prediction:
         if not is_finite_number(inference_ms) or inference_ms < 0:
             raise ProtocolError("prediction: 'inference_ms' must be a non-negative number")
         return cls(client, model, tuple(labels), tuple(float(s) for s in scores), float(inference_ms))
+
+    def probability_problem(self, tolerance: float = PROBABILITY_SUM_TOLERANCE) -> str | None:
+        """Why ``scores`` is not a probability vector (each in [0, 1], summing to 1), or None when it is."""
+        outside = [score for score in self.scores if not 0.0 <= score <= 1.0]
+        if outside:
+            return f"score {outside[0]!r} is outside [0, 1]"
+        total = math.fsum(self.scores)
+        if abs(total - 1.0) > tolerance:
+            return f"scores sum to {total:.6g}, not 1 (within {tolerance})"
+        return None
 
 
 # --------------------------------------------------------------------------- #

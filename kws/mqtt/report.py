@@ -3,7 +3,11 @@
 Delivery figures come first-class because they are what MQTT can get wrong:
 ``incomplete`` counts clips with fewer than ``expect`` answers (``missing`` ones
 included), ``missing`` those with none, which count as wrong, never dropped, so a
-lossy run cannot look more accurate than it was.
+lossy run cannot look more accurate than it was. ``rejected_answers`` counts, by
+reason, every message on the prediction topics that was not combined (a sender
+outside the roster, a duplicate, a clip this run never published, scores that are
+not probabilities...), and ``rejected_senders`` says who sent them, so a forger
+shows up in the report instead of in the accuracy.
 """
 
 from __future__ import annotations
@@ -62,7 +66,8 @@ def build_report(tracker: EnsembleTracker, started_at: float, **context: Any) ->
         },
         "incomplete": int((answers < tracker.expect).sum()),
         "missing": int((answers == 0).sum()),
-        "ignored_answers": dict(sorted(tracker.ignored.items())),
+        "rejected_answers": dict(sorted(tracker.rejected.items())),
+        "rejected_senders": dict(sorted(tracker.rejected_senders.items())),
         "wall_s": round(wall_s, 3),
         "throughput_clips_per_s": round(samples / wall_s, 2),
         "latency_ms": {
@@ -95,9 +100,12 @@ def format_summary(report: dict[str, Any]) -> str:
             f"latency median {_ms(latency['median'])}, p95 {_ms(latency['p95'])}"
         ),
     ]
-    if report["ignored_answers"]:
-        ignored = ", ".join(f"{count} {why}" for why, count in report["ignored_answers"].items())
-        lines.append(f"ignored answers: {ignored}")
+    if report["rejected_answers"]:
+        reasons = ", ".join(f"{count} {why}" for why, count in report["rejected_answers"].items())
+        senders = ", ".join(f"{sender} {count}" for sender, count in report["rejected_senders"].items())
+        lines.append(f"rejected answers (never combined): {reasons}; from {senders}")
+    else:
+        lines.append("rejected answers: none")
     return "\n".join(lines)
 
 

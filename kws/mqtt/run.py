@@ -7,6 +7,13 @@ flooding the broker's queues: at most ``max_pending`` clips are unfinished at
 once, and ``rate`` (optional) paces publishing like a live microphone would.
 Answers are handed from paho's network thread to the run through a queue and
 stamped on arrival, so latency figures do not include the run's own bookkeeping.
+
+Nothing on the prediction topics is trusted until checked: the sender must be a
+member of the roster (:mod:`kws.mqtt.roster`) answering for the model it
+announced, and the answer must be for a clip of this run, the first from its
+source, over our labels and a probability vector (:mod:`kws.mqtt.tracker`).
+Whatever fails is counted in the report's ``rejected_answers`` and logged once per
+sender and reason, never combined.
 """
 
 from __future__ import annotations
@@ -26,14 +33,18 @@ from tqdm import tqdm
 from kws.features import FeatureConfig
 from kws.mqtt.connection import DEFAULT_SESSION_EXPIRY_S, ConnectionSettings, MqttConnection
 from kws.mqtt.fleet import InferenceFleet
-from kws.mqtt.protocol import ONLINE, BrokerAddress, ClientStatus, Prediction, ProtocolError, Topics
+from kws.mqtt.protocol import BrokerAddress, ClientStatus, Prediction, ProtocolError, Topics
 from kws.mqtt.report import build_report
-from kws.mqtt.tracker import ACCEPTED, EnsembleTracker
+from kws.mqtt.roster import Roster
+from kws.mqtt.security import BrokerSecurity
+from kws.mqtt.tracker import ACCEPTED, DUPLICATE, FINISHED_CLIP, EnsembleTracker
 from kws.wire.features_pack import config_json, encode_features_pack
 
 log = logging.getLogger(__name__)
 
 MALFORMED_ANSWER = "malformed"
+#: Rejections that ordinary delivery produces (QoS 1 redelivery, an answer after its clip's deadline).
+DELIVERY_REASONS = (DUPLICATE, FINISHED_CLIP)
 #: How often the wait for clients to come online checks that the spawned ones are still alive.
 POLL_S = 0.1
 #: How long to wait for the broker itself before saying it cannot be reached.
@@ -45,6 +56,8 @@ class RunSettings:
     """What the run waits for and how it combines."""
 
     expect: int
+    expect_models: tuple[str, ...] = ()
+    """Only clients announcing one of these models may answer (empty: any with our FeatureConfig)."""
     timeout_s: float = 10.0
     """Per clip, counted from its publication."""
     policy: str = "sum"
@@ -77,6 +90,7 @@ class CooperativeRun:
         mqtt_version: str = "5",
         session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S,
         fleet: InferenceFleet | None = None,
+        security: BrokerSecurity | None = None,
     ) -> None:
         self.topics = topics
         self.config = config
@@ -84,7 +98,9 @@ class CooperativeRun:
         self.settings = settings
         self.fleet = fleet
         self.run_id = secrets.token_hex(3)
-        self.statuses: dict[str, ClientStatus] = {}
+        self.roster = Roster(config, settings.expect_models)
+        self.tracker = EnsembleTracker(self.labels, settings.expect, settings.timeout_s, settings.policy)
+        self._logged_rejections: set[tuple[str, str]] = set()
         self._events: queue.Queue[tuple[str, bytes, float]] = queue.Queue()
         self.connection = MqttConnection(
             ConnectionSettings(
@@ -93,6 +109,7 @@ class CooperativeRun:
                 mqtt_version=mqtt_version,
                 subscriptions=[(topics.all_predictions, settings.qos_prediction), (topics.all_status, 1)],
                 session_expiry_s=session_expiry_s,
+                security=security or BrokerSecurity(),
             ),
             lambda message: self._events.put((message.topic, message.payload, time.monotonic())),
         )
@@ -109,35 +126,35 @@ class CooperativeRun:
         """Send every clip, wait for the answers or the deadlines, and return the report."""
         self.wait_until_ready()
         self.connection.publish(self.topics.config, config_json(self.config), qos=1, retain=True)
-        tracker = EnsembleTracker(self.labels, self.settings.expect, self.settings.timeout_s, self.settings.policy)
+        tracker = self.tracker
         with tqdm(total=len(clips), desc="clips finished", unit="clip") as progress:
             started_at = time.monotonic()
-            self._publish_all(clips, tracker, progress)
+            self._publish_all(clips, progress)
             while tracker.pending:
-                self._handle_events(tracker, progress, wait_until=tracker.next_deadline())
+                self._handle_events(progress, wait_until=tracker.next_deadline())
         report_context = {
             "qos": {"audio": self.settings.qos_audio, "prediction": self.settings.qos_prediction},
             "timeout_s": self.settings.timeout_s,
             "max_pending": self.settings.max_pending,
             "rate": self.settings.rate,
             "run_id": self.run_id,
+            "expect_models": sorted(self.settings.expect_models),
+            "roster": {client: member.model for client, member in sorted(self.roster.members.items())},
             **(context or {}),
         }
         return build_report(tracker, started_at, **report_context)
 
     # Readiness ---------------------------------------------------------------------------
     def answer_sources(self) -> set[str]:
-        """Online clients (or share groups) whose model uses our FeatureConfig."""
-        return {
-            status.answer_source
-            for status in self.statuses.values()
-            if status.state == ONLINE and status.config == self.config
-        }
+        """Online members (clients or share groups) of the roster: whose answers will count."""
+        return self.roster.online_sources()
 
     def wait_for_broker(self) -> None:
-        """Raise ConnectionError, saying why, when the broker cannot be reached within BROKER_TIMEOUT_S."""
+        """Raise ConnectionError, saying why, when the broker refuses us or is not reached in BROKER_TIMEOUT_S."""
         if self.connection.wait_connected(BROKER_TIMEOUT_S):
             return
+        if self.connection.refusal is not None:
+            raise ConnectionError(self.connection.refusal)
         broker = self.connection.settings.broker.url
         why = self.connection.last_failure or "no answer to the MQTT handshake"
         raise ConnectionError(
@@ -149,29 +166,38 @@ class CooperativeRun:
         """Wait until ``expect`` answer sources announced themselves, so no early clip goes unheard."""
         self.wait_for_broker()
         deadline = time.monotonic() + self.settings.ready_timeout_s
-        log.info("waiting for %d inference client(s) on %s", self.settings.expect, self.connection.settings.broker.url)
-        while len(self.answer_sources()) < self.settings.expect:
+        wanted = f" ({', '.join(self.settings.expect_models)})" if self.settings.expect_models else ""
+        log.info("waiting for %d inference client(s)%s on %s", self.settings.expect, wanted,
+                 self.connection.settings.broker.url)
+        while not self.roster.ready(self.settings.expect):
             if self.fleet is not None:
                 self.fleet.check_alive()
+            if self.connection.refusal is not None:
+                raise ConnectionError(self.connection.refusal)
             if time.monotonic() > deadline:
                 online = len(self.answer_sources())
                 if not online:
-                    raise TimeoutError(f"no inference client came online within {self.settings.ready_timeout_s:.0f} s")
-                log.warning("only %d of %d answer sources online after %.0f s; clips will be incomplete",
-                            online, self.settings.expect, self.settings.ready_timeout_s)
+                    raise TimeoutError(
+                        f"no inference client came online within {self.settings.ready_timeout_s:.0f} s"
+                        + (f" with one of the models {wanted.strip(' ()')}" if wanted else "")
+                    )
+                log.warning("only %d of %d answer sources online after %.0f s (models %s); clips will be incomplete",
+                            online, self.settings.expect, self.settings.ready_timeout_s,
+                            ", ".join(sorted(self.roster.online_models())))
                 return
-            self._handle_events(None, None, wait_until=time.monotonic() + POLL_S)
+            self._handle_events(None, wait_until=time.monotonic() + POLL_S)
         log.info("ready: %s", ", ".join(sorted(self.answer_sources())))
 
     # Publishing and collecting -----------------------------------------------------------
-    def _publish_all(self, clips: Sequence[LabelledFeatures], tracker: EnsembleTracker, progress: tqdm) -> None:
+    def _publish_all(self, clips: Sequence[LabelledFeatures], progress: tqdm) -> None:
+        tracker = self.tracker
         interval = 1.0 / self.settings.rate if self.settings.rate else 0.0
         next_send = time.monotonic()
         for index, clip in enumerate(clips):
             while tracker.pending >= self.settings.max_pending:  # window full: wait for answers or deadlines
-                self._handle_events(tracker, progress, wait_until=tracker.next_deadline())
+                self._handle_events(progress, wait_until=tracker.next_deadline())
             while time.monotonic() < next_send:  # pacing: keep handling answers meanwhile
-                self._handle_events(tracker, progress, wait_until=next_send)
+                self._handle_events(progress, wait_until=next_send)
             clip_id = f"{self.run_id}-{index:05d}"
             payload = encode_features_pack(clip_id, clip.features, self.config)
             now = time.monotonic()
@@ -181,11 +207,9 @@ class CooperativeRun:
                 log.warning("clip %s lost: not connected, and QoS 0 messages are not queued", clip_id)
                 tracker.lost(clip_id, now)
             next_send = max(next_send + interval, now)
-            self._handle_events(tracker, progress, wait_until=None)
+            self._handle_events(progress, wait_until=None)
 
-    def _handle_events(
-        self, tracker: EnsembleTracker | None, progress: tqdm | None, wait_until: float | None
-    ) -> None:
+    def _handle_events(self, progress: tqdm | None, wait_until: float | None) -> None:
         """Wait (until ``wait_until`` at most) for a message, handle all queued ones, expire deadlines.
 
         Returns as soon as something was handled, so callers re-check their
@@ -202,13 +226,12 @@ class CooperativeRun:
         except queue.Empty:
             events = []
         for topic, payload, received_at in events:
-            self._handle_message(topic, payload, received_at, tracker)
-        if tracker is not None:
-            tracker.expire(time.monotonic())
-            if progress is not None:
-                progress.update(tracker.finished - progress.n)
+            self._handle_message(topic, payload, received_at)
+        self.tracker.expire(time.monotonic())
+        if progress is not None:
+            progress.update(self.tracker.finished - progress.n)
 
-    def _handle_message(self, topic: str, payload: bytes, received_at: float, tracker: EnsembleTracker | None) -> None:
+    def _handle_message(self, topic: str, payload: bytes, received_at: float) -> None:
         if topic.startswith(f"{self.topics.prefix}/status/"):
             self._update_status(topic, payload)
             return
@@ -216,32 +239,55 @@ class CooperativeRun:
             # amqtt 0.12 sends a connecting client the retained messages of *every* client's subscriptions
             log.debug("ignored a message on %s, a topic we did not subscribe to", topic)
             return
-        if tracker is None:
-            log.debug("answer on %s before the run started; ignored", topic)
+        try:
+            sender, clip_id = self.topics.answer_of(topic)
+        except ProtocolError as error:  # the level after prediction/, shown safely: it came from the network
+            level = topic[len(f"{self.topics.prefix}/prediction/"):].split("/")[0]
+            self._reject(MALFORMED_ANSWER, ascii(level[:64]), str(error))
             return
         try:
-            clip_id = self.topics.clip_id_of(topic, "prediction")
             prediction = Prediction.from_json(payload)
         except ProtocolError as error:
-            tracker.ignore(MALFORMED_ANSWER)
-            log.warning("ignored a malformed answer on %s: %s", topic, error)
+            self._reject(MALFORMED_ANSWER, sender, f"clip {clip_id}: {error}")
             return
-        outcome = tracker.add(clip_id, prediction, received_at)
+        member = self.roster.check(sender, prediction)
+        if isinstance(member, str):
+            self._reject(member, sender, f"clip {clip_id}, client {prediction.client!r}, model {prediction.model!r}")
+            return
+        outcome = self.tracker.add(clip_id, prediction, received_at, member.answer_source)
         if outcome != ACCEPTED:
-            log.info("ignored an answer from %s for clip %s: %s", prediction.client, clip_id, outcome)
+            self._log_rejection(outcome, sender, f"clip {clip_id}")
+
+    def _reject(self, reason: str, sender: str, detail: str) -> None:
+        self.tracker.reject(reason, sender)
+        self._log_rejection(reason, sender, detail)
+
+    def _log_rejection(self, reason: str, sender: str, detail: str) -> None:
+        """Once per sender and reason: a forger answering every clip is one line, and the report has the count."""
+        if (sender, reason) in self._logged_rejections:
+            return
+        self._logged_rejections.add((sender, reason))
+        level = logging.INFO if reason in DELIVERY_REASONS else logging.WARNING
+        log.log(level, "rejected an answer from %s (%s): %s; further ones like it are counted in the report, "
+                "not logged", sender, detail, reason)
 
     def _update_status(self, topic: str, payload: bytes) -> None:
         if not payload:  # a retained status being cleared
             return
         try:
+            client = self.topics.client_of_status(topic)
             status = ClientStatus.from_json(payload)
         except ProtocolError as error:
             log.warning("ignored a malformed status on %s: %s", topic, error)
             return
-        previous = self.statuses.get(status.client)
-        self.statuses[status.client] = status
-        if status.state == ONLINE and status.config is not None and status.config != self.config:
-            log.warning("client %s (model %s) uses another FeatureConfig: it would skip every clip",
-                        status.client, status.model)
+        if status.client != client:
+            log.warning("ignored a status on %s that speaks for another client, %r", topic, status.client)
+            return
+        previous = self.roster.statuses.get(client)
+        problem = self.roster.update(status)
+        if previous == status:
+            return
+        if problem is not None:
+            log.warning("client %s (model %s) may not answer this run: %s", client, status.model, problem)
         elif previous is not None and previous.state != status.state:
-            log.info("client %s (model %s) is now %s", status.client, status.model, status.state)
+            log.info("client %s (model %s) is now %s", client, status.model, status.state)

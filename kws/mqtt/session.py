@@ -24,10 +24,9 @@ from kws.model.metadata import ModelMetadata, metadata_path
 from kws.mqtt.brokers import embedded
 from kws.mqtt.connection import DEFAULT_SESSION_EXPIRY_S
 from kws.mqtt.fleet import InferenceFleet, specs_for_models
-from kws.mqtt.protocol import DEFAULT_TOPIC_PREFIX, BrokerAddress, Topics, parse_broker_url
+from kws.mqtt.protocol import DEFAULT_BROKER, DEFAULT_TOPIC_PREFIX, BrokerAddress, Topics, parse_broker_url
 from kws.mqtt.run import CooperativeRun, LabelledFeatures, RunSettings
-
-DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+from kws.mqtt.security import BrokerSecurity
 
 
 @dataclass(frozen=True)
@@ -43,9 +42,13 @@ class CooperativeOptions:
     config_from: str | None = None
     """The model whose metadata gives the FeatureConfig and labels (default: the first of ``spawn``)."""
     expect: int | None = None
-    """Answers per clip (default: the number of ``spawn``)."""
+    """Answers per clip (default: the number of ``expect_models``, else of ``spawn``)."""
+    expect_models: Sequence[str] = ()
+    """Accept answers only from clients announcing these models (default: the ``spawn`` models' names)."""
     broker: str | None = None
     embedded_broker: bool = False
+    security: BrokerSecurity = BrokerSecurity()
+    """Our account and TLS files; spawned clients get the same files, by path."""
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     mqtt_version: str | None = None
     session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S
@@ -84,12 +87,19 @@ def choose_broker(options: CooperativeOptions) -> BrokerAddress:
 def run_cooperative(options: CooperativeOptions) -> dict[str, Any]:
     """Run the session and return its report; raises ValueError (bad options), ModelError,
     DatasetError, FleetError, TimeoutError or ConnectionError (no broker), each with a clear message."""
+    if options.embedded_broker and (options.security.username or options.security.uses_tls_files):
+        raise ValueError("the embedded broker has no accounts and no TLS: drop --username, --password-file, "
+                         "--cafile, --certfile and --keyfile, or use --broker")
     source = options.config_from or (options.spawn[0] if options.spawn else None)
     if source is None:
         raise ValueError("say which model's FeatureConfig to use: --config-from MODEL (or --spawn MODEL ...)")
-    expect = options.expect or len(options.spawn)
+    expect_models = tuple(options.expect_models) or tuple(read_feature_source(model).name for model in options.spawn)
+    expect = options.expect or len(expect_models) or len(options.spawn)
     if expect < 1:
-        raise ValueError("say how many answers each clip gets: --expect N (or --spawn MODEL ...)")
+        raise ValueError("say how many answers each clip gets: --expect N (or --expect-models, or --spawn MODEL ...)")
+    if expect < len(set(expect_models)):
+        raise ValueError(f"--expect {expect} is fewer than the {len(set(expect_models))} expected models, "
+                         "each of which answers every clip")
     mqtt_version = options.mqtt_version or (embedded.MQTT_VERSION if options.embedded_broker else "5")
     if options.embedded_broker and mqtt_version != embedded.MQTT_VERSION:
         raise ValueError(f"the embedded broker speaks MQTT {embedded.MQTT_VERSION} only")
@@ -97,7 +107,7 @@ def run_cooperative(options: CooperativeOptions) -> dict[str, Any]:
     clips = choose_clips(options.data_dir, options.split, metadata.labels, options.limit)
     topics = Topics(options.topic_prefix)
     broker = choose_broker(options)
-    settings = RunSettings(expect=expect, **options.run)
+    settings = RunSettings(expect=expect, expect_models=expect_models, **options.run)
     with contextlib.ExitStack() as cleanup:
         if options.embedded_broker:
             broker = cleanup.enter_context(embedded.EmbeddedBroker(broker.host, broker.port)).address
@@ -106,12 +116,13 @@ def run_cooperative(options: CooperativeOptions) -> dict[str, Any]:
             fleet = cleanup.enter_context(InferenceFleet(
                 specs_for_models(options.spawn), broker, topics.prefix, mqtt_version,
                 qos=max(settings.qos_audio, settings.qos_prediction), log_dir=options.client_logs,
-                log_level=options.client_log_level,
+                log_level=options.client_log_level, security=options.security,
             ))
         labelled = prepare_clips(clips, metadata.feature_config)  # while the clients start
         cooperative = cleanup.enter_context(CooperativeRun(
             broker, topics, metadata.feature_config, metadata.labels, settings,
             mqtt_version=mqtt_version, session_expiry_s=options.session_expiry_s, fleet=fleet,
+            security=options.security,
         ))
         return cooperative.run(labelled, context={
             "broker": broker.url,

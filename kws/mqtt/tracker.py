@@ -9,6 +9,12 @@ from whatever answers it has, and a clip with none counts as wrong.
 The combine policies (sum of scores, majority vote) are in :mod:`kws.mqtt.policies`.
 Answers are mapped onto the tracker's label order by name, so models that list
 their labels in another order still combine correctly.
+
+An answer is combined only for a clip this run published and has not finished,
+once per answer source (a client, or a share group of replicas), over exactly the
+tracker's labels, and as a probability vector; who may answer at all is the
+roster's question (:mod:`kws.mqtt.roster`), asked before. Every answer not used is
+counted by reason (and by sender) for the report's ``rejected_answers``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ DUPLICATE = "duplicate"
 UNKNOWN_CLIP = "unknown clip"
 FINISHED_CLIP = "clip already finished"
 OTHER_LABELS = "other label set"
+NOT_PROBABILITIES = "not a probability vector"
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ class ClipState:
     sent_at: float
     deadline: float
     answers: dict[str, Answer] = field(default_factory=dict)
-    """By client name, so a redelivered answer is counted once."""
+    """By answer source (client, or share group), so a redelivered answer is counted once."""
     finished_at: float | None = None
     predicted_label: str | None = None
     """None when no answer arrived: the clip counts as wrong."""
@@ -73,7 +80,10 @@ class EnsembleTracker:
         self.expect = expect
         self.timeout_s = timeout_s
         self.policy = policy
-        self.ignored: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        """Answers not used, by reason."""
+        self.rejected_senders: Counter[str] = Counter()
+        """Answers not used, by the client level of their topic."""
         self._clips: dict[str, ClipState] = {}
         self._pending: dict[str, ClipState] = {}
 
@@ -87,33 +97,37 @@ class EnsembleTracker:
         """The clip never reached the broker (QoS 0 while disconnected): finish it unanswered."""
         self._finish(self._pending[clip_id], now)
 
-    def add(self, clip_id: str, prediction: Prediction, received_at: float) -> str:
-        """Record an answer; returns :data:`ACCEPTED` or why it was ignored."""
+    def add(self, clip_id: str, prediction: Prediction, received_at: float, source: str | None = None) -> str:
+        """Record an answer from ``source`` (default: its client); returns :data:`ACCEPTED` or why it was rejected."""
+        source = source or prediction.client
         clip = self._clips.get(clip_id)
         if clip is None:
             outcome = UNKNOWN_CLIP
         elif clip.finished:
             outcome = FINISHED_CLIP
-        elif prediction.client in clip.answers:
+        elif source in clip.answers:
             outcome = DUPLICATE
         elif set(prediction.labels) != set(self.labels):
             outcome = OTHER_LABELS
+        elif prediction.probability_problem() is not None:
+            outcome = NOT_PROBABILITIES
         else:
             position = {label: index for index, label in enumerate(prediction.labels)}
             scores = np.array([prediction.scores[position[label]] for label in self.labels], dtype=np.float64)
-            clip.answers[prediction.client] = Answer(
+            clip.answers[source] = Answer(
                 prediction.client, prediction.model, scores, prediction.inference_ms, received_at
             )
             if len(clip.answers) >= self.expect:
                 clip.complete = True
                 self._finish(clip, received_at)
             return ACCEPTED
-        self.ignored[outcome] += 1
+        self.reject(outcome, prediction.client)
         return outcome
 
-    def ignore(self, reason: str) -> None:
-        """Count a message that could not even be read as an answer."""
-        self.ignored[reason] += 1
+    def reject(self, reason: str, sender: str) -> None:
+        """Count an answer that is not used: one that could not even be read, or whose sender may not answer."""
+        self.rejected[reason] += 1
+        self.rejected_senders[sender] += 1
 
     def expire(self, now: float) -> int:
         """Finish every clip whose deadline has passed; returns how many."""

@@ -118,6 +118,8 @@ def parse_model_info(body: bytes) -> dict[str, Any]:
     if not isinstance(info.get("name"), str):
         raise AnswerError("model metadata's 'name' must be a string", "bad_answer")
     digests = info.get("sha256")
-    if not isinstance(digests, dict) or not all(isinstance(value, str) for value in digests.values()):
-        raise AnswerError("model metadata's 'sha256' must map file kinds to hex digests", "bad_answer")
+    if not isinstance(digests, str) and not (
+        isinstance(digests, dict) and all(isinstance(value, str) for value in digests.values())
+    ):
+        raise AnswerError("model metadata's 'sha256' must be a hex digest or map file kinds to them", "bad_answer")
     return info

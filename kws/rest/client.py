@@ -5,6 +5,12 @@ nothing from the network used before it is checked.
         answer = big.predict(pcm)          # BigAnswer, or raises a BigError
         print(answer.label, answer.wire_bytes)
 
+What travels is the client's ``payload``: ``pcm`` (the clip as a SenML audio pack,
+about 43 KB) or ``features`` (Big's own features of the clip, computed here with
+the FeatureConfig Big's ``GET /model`` gives, int8 in a SenML features pack, about
+3 KB). ``auto``, the default, takes features whenever the service lists them in
+``GET /health``, so an older service that takes only audio still works.
+
 Every failure is a :class:`BigError` with a ``reason`` (one of :data:`FAILURE_REASONS`),
 which the cascade counts; the caller keeps its own answer. Three kinds:
 
@@ -39,13 +45,19 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.util.retry import Retry
 
+from kws.features import FeatureConfig, compute_features
 from kws.rest import answers
 from kws.rest.auth import bearer_header
 from kws.rest.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURES, CircuitBreaker
-from kws.wire import audio_pack, senml
+from kws.wire import audio_pack, features_pack, senml
 
 log = logging.getLogger(__name__)
 
+#: What a client can send; "auto" picks the cheaper one the service takes.
+PAYLOADS = ("pcm", "features")
+PAYLOAD_CHOICES = ("auto", *PAYLOADS)
+#: How features travel to Big: int8 is a quarter of float32 and leaves Big's answers as they were.
+FEATURES_ENCODING = "int8"
 #: Seconds per attempt (connect, each read, the whole answer). Big answers a clip in milliseconds
 #: (under 10 ms on a LAN, a few hundred over a slow uplink); a user saying "yes" will not wait
 #: seconds, and with the breaker's three failures a dead-slow Big costs a run 3 s, not 15.
@@ -55,6 +67,9 @@ DEFAULT_RETRIES = 2
 RETRY_STATUSES = (502, 503, 504)
 #: Largest answer read; a /predict answer is ~300 bytes and /model a few KB.
 MAX_RESPONSE_BYTES = 256 * 1024
+#: Frames x FFT points per clip a Big's FeatureConfig may ask the Pi to compute (the shipped
+#: models ask 49 x 1024; a hostile /model must not make the Pi allocate without bound).
+MAX_FEATURE_WORK = 1 << 20
 #: Why Big's answer was not used, as the cascade report counts them.
 FAILURE_REASONS = (
     "unreachable", "timeout", "server_error", "tls", "circuit_open",  # BigUnavailable
@@ -116,6 +131,8 @@ class BigAnswer(answers.CheckedPrediction):
 
     body_bytes: int
     """Size of the request body (the SenML pack)."""
+    payload: str
+    """What the body carried: "pcm" or "features"."""
     wire_bytes: int
     """Request and response, headers and bodies: see :func:`exchange_bytes`."""
     seconds: float
@@ -204,13 +221,22 @@ class BigClient:
         timeout: float = DEFAULT_TIMEOUT_S,
         retries: int = DEFAULT_RETRIES,
         device: str | None = None,
+        payload: str = "auto",
         token: str | None = None,
         cafile: str | None = None,
         breaker_failures: int = DEFAULT_FAILURES,
         breaker_cooldown_s: float = DEFAULT_COOLDOWN_S,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
+        if payload not in PAYLOAD_CHOICES:
+            raise ValueError(f"payload must be one of {PAYLOAD_CHOICES}, got {payload!r}")
         self.service_url = service_url.rstrip("/")
+        self.payload_choice = payload
+        #: What predict() sends; settled by negotiate() (PCM until then: every service takes it).
+        self.payload = "pcm" if payload == "auto" else payload
+        self._features_config: FeatureConfig | None = None
+        self._negotiated = False
+        self._sent = 0
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.device = audio_pack.default_device_id() if device is None else device
@@ -322,9 +348,49 @@ class BigClient:
         info, _, _ = self._call("GET", "/model", answers.parse_model_info)
         return info
 
+    def negotiate(self) -> dict[str, Any]:
+        """Ask the service once which payloads it takes and with which features; returns GET /model.
+
+        BigUnavailable when it cannot answer (negotiation is tried again before the next
+        request); BigRejected when ``payload`` names one the service does not take.
+        """
+        offered = self.health().get("payloads", ["pcm"])  # a service from before features answers no list
+        if not isinstance(offered, list) or not all(isinstance(name, str) for name in offered):
+            raise BigBadAnswer(f"{self.service_url}/health lists payloads that are not names: {offered!r}",
+                               "bad_answer")
+        info = self.model_info()
+        if self.payload_choice == "auto":
+            self.payload = "features" if "features" in offered else "pcm"
+        elif self.payload_choice not in offered:
+            raise BigRejected(f"{self.service_url} takes payloads {offered}, not {self.payload_choice!r}", "rejected")
+        if self.payload == "features":
+            try:
+                self._features_config = _usable_feature_config(info.get("feature_config"))
+            except BigBadAnswer as error:
+                if self.payload_choice != "auto":
+                    raise BigBadAnswer(f"{self.service_url}/model: {error}", error.reason) from error
+                log.warning("Big service %s: %s; sending the clips as PCM", self.service_url, error)
+                self.payload = "pcm"
+        self._negotiated = True
+        log.info("Big service %s: model %s, sending %s", self.service_url, info.get("name"), self.payload)
+        return info
+
+    def encode(self, samples: np.ndarray, sample_rate: int = audio_pack.EXPECTED_SAMPLE_RATE) -> bytes:
+        """The request body for one clip in the negotiated payload."""
+        if self.payload == "features" and self._features_config is not None:
+            self._sent += 1
+            features = compute_features(samples, self._features_config, sample_rate)
+            return features_pack.encode_features_pack(
+                f"{self.device}-{self._sent}", features, self._features_config, encoding=FEATURES_ENCODING
+            ).encode("utf-8")
+        return audio_pack.encode_audio_pack(samples, sample_rate, device=self.device).encode("utf-8")
+
     def predict(self, samples: np.ndarray, sample_rate: int = audio_pack.EXPECTED_SAMPLE_RATE) -> BigAnswer:
-        """Big's answer for one int16 clip, checked against :attr:`expected_labels`."""
-        body = audio_pack.encode_audio_pack(samples, sample_rate, device=self.device).encode("utf-8")
+        """Big's answer for one int16 clip, sent as the negotiated payload and checked against
+        :attr:`expected_labels`."""
+        if not self._negotiated and self.payload_choice != "pcm":  # PCM needs nothing from the service
+            self.negotiate()
+        body = self.encode(samples, sample_rate)
         started = time.perf_counter()
         answer, response, received = self._call(
             "POST", "/predict", lambda text: answers.parse_prediction(text, self.expected_labels),
@@ -334,9 +400,23 @@ class BigClient:
         return BigAnswer(
             **vars(answer),
             body_bytes=len(body),
+            payload=self.payload,
             wire_bytes=exchange_bytes(response, len(received)),
             seconds=seconds,
         )
+
+
+def _usable_feature_config(document: Any) -> FeatureConfig:
+    """The FeatureConfig a /model gives, if it is one the Pi can afford to compute; BigBadAnswer if not."""
+    try:
+        config = FeatureConfig.from_dict(document)
+        work = config.num_frames * config.fft_size
+    except (TypeError, ValueError, AttributeError, OverflowError) as error:
+        raise BigBadAnswer(f"no usable feature_config ({error})", "bad_answer") from error
+    if work > MAX_FEATURE_WORK:  # Big's word decides what the Pi computes: bound it
+        raise BigBadAnswer(f"feature_config asks for {config.num_frames} frames of a {config.fft_size}-point FFT "
+                           "per clip, more than the Pi computes", "bad_answer")
+    return config
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

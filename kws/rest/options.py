@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from kws.rest.auth import TokenFileError, read_token_file
 from kws.rest.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURES
-from kws.rest.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, BigClient
+from kws.rest.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, PAYLOAD_CHOICES, BigClient
 from kws.wire.audio_pack import AudioPackError, check_device_id
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,11 @@ def add_big_client_arguments(parser: argparse.ArgumentParser) -> argparse._Argum
         help="extra attempts on refused or reset connections and 502/503/504 (default: %(default)s)",
     )
     group.add_argument("--device", metavar="ID", help="device id in the SenML base name (default: this host's name)")
+    group.add_argument(
+        "--payload", choices=PAYLOAD_CHOICES, default="auto",
+        help="what goes to Big: the clip (pcm, ~43 KB) or Big's int8 features (~3 KB); "
+        "auto takes features when the service does (default: %(default)s)",
+    )
     group.add_argument(
         "--token-file", type=Path, metavar="FILE",
         help="send 'Authorization: Bearer <token>', the token being FILE's first line",
@@ -95,7 +100,7 @@ def _is_loopback(host: str) -> bool:
 def big_client_from_args(args: argparse.Namespace) -> BigClient:
     """The client the checked flags describe (after :func:`check_big_client_arguments`)."""
     return BigClient(
-        args.service, timeout=args.timeout, retries=args.retries, device=args.device,
+        args.service, timeout=args.timeout, retries=args.retries, device=args.device, payload=args.payload,
         token=args.token, cafile=None if args.cafile is None else str(args.cafile),
         breaker_failures=args.breaker_failures, breaker_cooldown_s=args.breaker_cooldown,
     )

@@ -1,10 +1,12 @@
 """The Big model as a REST service: the cloud half of the Big/Little cascade.
 
-The Little client on the Raspberry Pi posts a clip it is unsure about as a SenML
-audio pack (see :mod:`kws.wire.audio_pack`) and gets the Big model's answer back::
+The Little client on the Raspberry Pi posts a clip it is unsure about, either as
+a SenML audio pack (:mod:`kws.wire.audio_pack`) or as the clip's features computed
+with this model's FeatureConfig (:mod:`kws.wire.features_pack`, about a fifteenth
+of the bytes), and gets the Big model's answer back::
 
     POST /predict   Content-Type: application/senml+json   -> {"label": "yes", "scores": [...], ...}
-    GET  /health    200 once the model is loaded, 503 before
+    GET  /health    200 once the model is loaded (with the payloads /predict takes), 503 before
     GET  /model     the model's metadata (labels, features, accuracy, sha256)
     GET  /metrics   Prometheus text: requests by path and status, errors, /predict latency
 
@@ -16,7 +18,9 @@ page, and never takes the service down:
       nested too deep, numbers no double holds; or malformed HTTP
 401   /predict without the service's bearer token (when it has one)
 422   valid SenML but not one usable clip: no audio record or two, no
-      or wrong sample rate, odd byte count, empty or longer than 1 s
+      or wrong sample rate, odd byte count, empty or longer than 1 s; or
+      features of another shape or FeatureConfig than the model's (the
+      message names every field that differs)
 413   body over the size limit (64 KiB; a 1 s clip needs about 43 KB)
 414   request line over 4 KiB; 431: head over 16 KiB or over 100 lines
 415   Content-Type other than application/senml+json
@@ -56,7 +60,7 @@ from kws.model.runtime import KeywordModel, load_model
 from kws.rest.auth import require_bearer_token
 from kws.rest.metrics import PROMETHEUS_CONTENT_TYPE, HttpMetrics, metrics_middleware
 from kws.rest.server import ServerHandle, ServerLimits, serve
-from kws.wire import audio_pack, senml
+from kws.wire import audio_pack, features_pack, senml
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,8 @@ PATHS = ("/predict", "/health", "/model", "/metrics")
 #: What a bearer token guards when the service has one: the answers. /health, /model and
 #: /metrics stay open to load balancers and monitoring; none of them can steer an answer.
 PROTECTED_PATHS = ("/predict",)
+#: What /predict accepts, as /health lists it: a clip (SenML audio pack) or its features (features pack).
+PAYLOADS = ("pcm", "features")
 
 
 class ModelNotLoaded(RuntimeError):
@@ -125,6 +131,22 @@ class BigService:
         model = self._thread_model()
         started = time.perf_counter()
         scores = model.predict_audio(clip.samples, clip.sample_rate)
+        return self._answer(model, scores, started)
+
+    def predict_features(self, message: features_pack.FeaturesMessage) -> dict[str, Any]:
+        """The answer to features the client computed with this model's FeatureConfig.
+
+        Raises :class:`~kws.wire.features_pack.ConfigMismatch`, naming the fields that
+        differ, for features made for another model: answering them would be wrong.
+        """
+        model = self._thread_model()
+        features_pack.check_config(message, model.feature_config)
+        started = time.perf_counter()
+        scores = model.predict_features(message.features)
+        return self._answer(model, scores, started)
+
+    @staticmethod
+    def _answer(model: KeywordModel, scores: np.ndarray, started: float) -> dict[str, Any]:
         inference_ms = (time.perf_counter() - started) * 1000.0
         index = int(np.argmax(scores))
         return {
@@ -160,6 +182,10 @@ def _http_errors() -> Iterator[None]:
         raise cherrypy.HTTPError(400, f"not a valid SenML pack: {error}") from error
     except audio_pack.AudioPackError as error:
         raise cherrypy.HTTPError(422, f"not a usable audio pack: {error}") from error
+    except features_pack.ConfigMismatch as error:
+        raise cherrypy.HTTPError(422, f"features made for another model: {error}") from error
+    except features_pack.FeaturesPackError as error:
+        raise cherrypy.HTTPError(422, f"not a usable features pack: {error}") from error
     except ModelNotLoaded as error:
         raise cherrypy.HTTPError(503, str(error)) from error
 
@@ -176,7 +202,11 @@ class Endpoints:
     def predict(self) -> bytes:
         body = self._read_senml_body()
         with _http_errors():
-            clip = audio_pack.decode_audio_pack(body, self.service.expected_rate)
+            records = senml.loads(body)
+            if features_pack.is_features_pack(records):
+                message = features_pack.features_from_records(records)
+                return _respond_json(self.service.predict_features(message))
+            clip = audio_pack.audio_from_records(records, self.service.expected_rate)
             return _respond_json(self.service.predict(clip))
 
     def _read_senml_body(self) -> bytes:
@@ -199,7 +229,7 @@ class Endpoints:
         if not self.service.ready:
             cherrypy.serving.response.status = 503
             return _respond_json({"status": "loading", "model": str(self.service.model_path)})
-        return _respond_json({"status": "ready", "model": self.service.model.name})
+        return _respond_json({"status": "ready", "model": self.service.model.name, "payloads": list(PAYLOADS)})
 
     @cherrypy.expose
     @cherrypy.tools.allow(methods=["GET", "HEAD"])

@@ -225,22 +225,22 @@ def check_config(message: FeaturesMessage, expected: FeatureConfig) -> None:
     raise ConfigMismatch(f"clip {message.clip_id}: features were made with another FeatureConfig: {differences}")
 
 
-def _string_value(by_name: dict[str, dict[str, Any]], name: str) -> str:
+def _value(by_name: dict[str, dict[str, Any]], name: str, field: str, kind: str) -> Any:
+    """The ``field`` value of record ``name``; FeaturesPackError when the record or the value is missing."""
     record = by_name.get(name)
     if record is None:
         raise FeaturesPackError(f"pack has no {name!r} record")
-    if "vs" not in record:
-        raise FeaturesPackError(f"record {name!r} must carry a string value 'vs'")
-    return record["vs"]
+    if field not in record:
+        raise FeaturesPackError(f"record {name!r} must carry a {kind} value {field!r}")
+    return record[field]
+
+
+def _string_value(by_name: dict[str, dict[str, Any]], name: str) -> str:
+    return _value(by_name, name, "vs", "string")
 
 
 def _number_value(by_name: dict[str, dict[str, Any]], name: str) -> float:
-    record = by_name.get(name)
-    if record is None:
-        raise FeaturesPackError(f"pack has no {name!r} record")
-    if "v" not in record:
-        raise FeaturesPackError(f"record {name!r} must carry a number value 'v'")
-    return float(record["v"])
+    return float(_value(by_name, name, "v", "number"))
 
 
 def _shape_of(text: str) -> tuple[int, int]:

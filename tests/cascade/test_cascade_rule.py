@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 
@@ -46,30 +44,45 @@ def test_evaluate_counts_accuracy_traffic_and_cost() -> None:
     assert outcome.mb_per_800_clips == pytest.approx(80_000 / 5 * 800 / 1e6)
 
 
-def test_calibrate_picks_the_lowest_threshold_reaching_the_target() -> None:
-    outcome = PREDICTIONS.calibrate(target_accuracy=0.8)
-    assert outcome.accuracy >= 0.8 and outcome.big_requests == 2
-    assert 0.2 < outcome.threshold <= 0.3, "just above the second-lowest margin"
+def many_clips(big_only: int, cascade_only: int, agree: int = 50) -> cascade.PairedPredictions:
+    """Clips where Little is sure (margin 0.9); Big is right on ``big_only`` that Little gets wrong and
+    wrong on ``cascade_only`` that Little gets right; both right on ``agree``."""
+    n = big_only + cascade_only + agree
+    truth = np.zeros(n, dtype=int)
+    little = np.zeros(n, dtype=int)
+    big = np.zeros(n, dtype=int)
+    little[:big_only] = 1
+    big[big_only:big_only + cascade_only] = 1
+    return cascade.PairedPredictions(truth, np.full(n, 0.9), little, big, np.full(n, 3_000))
 
 
-def test_calibrate_warns_and_takes_the_best_when_the_target_is_out_of_reach(caplog) -> None:
-    with caplog.at_level(logging.WARNING):
-        outcome = PREDICTIONS.calibrate(target_accuracy=0.99)
-    assert outcome.accuracy == pytest.approx(0.8) and outcome.big_requests == 2, "fewest requests among the best"
-    assert "no threshold reaches accuracy 0.9900" in caplog.text
+def test_mcnemar_p_is_the_binomial_tail_of_the_disagreements() -> None:
+    clips = many_clips(big_only=6, cascade_only=1)
+    assert clips.mcnemar_p(0.0) == pytest.approx(8 / 128)  # P(Bin(7, 1/2) >= 6)
+    assert clips.mcnemar_p(1.0) == 1.0, "asking Big about every clip is Big"
+    assert many_clips(big_only=7, cascade_only=1).mcnemar_p(0.0) == pytest.approx(9 / 256)
 
 
-def test_budget_calibration_is_the_most_accurate_within_the_budget() -> None:
-    outcome = PREDICTIONS.calibrate_budget(max_big_fraction=0.4)  # two of five clips may go to Big
-    assert outcome.big_requests == 2 and outcome.accuracy == pytest.approx(0.8)
-    outcome = PREDICTIONS.calibrate_budget(max_big_fraction=0.2)
-    assert outcome.big_requests == 1 and outcome.accuracy == pytest.approx(0.6)
-    assert PREDICTIONS.calibrate_budget(max_big_fraction=0.0).big_requests == 0
+def test_calibrate_keeps_little_when_the_evidence_cannot_tell_it_from_big() -> None:
+    assert many_clips(big_only=6, cascade_only=1).calibrate(alpha=0.05).threshold == 0.0
+    assert many_clips(big_only=7, cascade_only=1).calibrate(alpha=0.05).threshold > 0.9, "7:1 is significant"
 
 
-def test_budget_calibration_takes_the_fewest_requests_among_equals() -> None:
-    outcome = PREDICTIONS.calibrate_budget(max_big_fraction=1.0)  # 0.8 is reached with 2 requests already
-    assert outcome.accuracy == pytest.approx(0.8) and outcome.big_requests == 2
+def test_calibrate_picks_the_fewest_requests_not_shown_worse_than_big() -> None:
+    clips = many_clips(big_only=12, cascade_only=0)
+    clips = cascade.PairedPredictions(  # Little's errors are its least sure clips, in order of margin
+        clips.true_labels, np.concatenate([np.linspace(0.05, 0.6, 12), np.full(50, 0.9)]),
+        clips.little, clips.big, clips.request_bytes,
+    )
+    outcome = clips.calibrate(alpha=0.05)
+    assert clips.mcnemar_p(outcome.threshold) >= 0.05
+    lower = [t for t in clips.candidate_thresholds() if t < outcome.threshold]
+    assert lower and all(clips.mcnemar_p(t) < 0.05 for t in lower)
+    assert outcome.big_requests == 8, "4 errors left (p = 1/16 >= 0.05); 5 would be significant (p = 1/32)"
+
+
+def test_calibrate_on_five_clips_cannot_tell_and_keeps_little() -> None:
+    assert PREDICTIONS.calibrate(alpha=0.05).threshold == 0.0
 
 
 def test_sweep_is_sorted_and_deduplicated() -> None:

@@ -1,10 +1,12 @@
-"""The Little client end to end against a real Big service: runs, outages, calibration, sweep, CLI errors; and
-against broken Bigs (bench/broken_big.py), a token and HTTPS: fallbacks counted by reason, never a crash."""
+"""The Little client end to end against a real Big service: runs with the shipped threshold, both payloads,
+unlabelled clips, outages, recalibration, the sweep, and CLI errors; and against broken Bigs
+(bench/broken_big.py), a token and HTTPS: fallbacks counted by reason, never a crash."""
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from bench.broken_big import EXPECTED_REASON, BrokenBig, all_broken
-from kws.cascade.calibrate import DEFAULT_MAX_BIG_FRACTION, calibrate_threshold
+from kws.audio import read_wav
+from kws.cascade.calibrate import CALIBRATION_SPLIT, calibrate, service_answerer
 from kws.cascade.run import run_cascade, summarize
 from kws.cascade.sweep import SWEEP_THRESHOLDS
 from kws.data.clips import select_clips
@@ -61,21 +64,31 @@ def run_client(cli):
     return run
 
 
-def test_run_with_a_given_threshold(server, small_dataset, little_model_path, tmp_path, run_client) -> None:
+def shipped_threshold(model_path: Path) -> float:
+    return json.loads(model_path.with_suffix(".json").read_text())["cascade"]["threshold"]
+
+
+@pytest.mark.parametrize(("payload", "low", "high"), [("pcm", 42_000, 43_000), ("features", 2_500, 3_500)])
+def test_run_with_the_shipped_threshold(
+    payload, low, high, server, small_dataset, little_model_path, tmp_path, run_client
+) -> None:
     report_path = tmp_path / "cascade.json"
     common = ["--service", server.url, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
-    status, out, _ = run_client([*common, "--threshold", "0.5", "--report", str(report_path)])
-    assert status == 0
+    status, out, err = run_client([*common, "--payload", payload, "--report", str(report_path)])
+    assert status == 0, err
 
     report = json.loads(report_path.read_text())
     test_clips = select_clips(small_dataset, "test")
-    assert report["mode"] == "cascade" and report["split"] == "test"
-    assert report["samples"] == len(test_clips) == len(report["clips"])
-    assert report["threshold"] == 0.5 and report["calibration"] is None
-    assert report["big_requests"] == predict_requests(server) == sum(c["margin"] < 0.5 for c in report["clips"])
+    threshold = shipped_threshold(little_model_path)
+    assert report["mode"] == "cascade" and report["big_model"]["payload"] == payload
+    assert report["samples"] == report["labelled"] == len(test_clips) == len(report["clips"])
+    assert report["threshold"] == threshold and report["calibration"]["shipped"]
+    assert report["big_model"]["calibrated_with"], "the shipped threshold was calibrated against this very Big"
+    assert report["big_requests"] == predict_requests(server) == sum(c["margin"] < threshold for c in report["clips"])
     assert report["big_fraction"] == pytest.approx(report["big_requests"] / report["samples"], abs=1e-6)
     assert report["fallbacks"] == 0
-    assert 42_000 * report["big_requests"] <= report["communication_bytes"] <= 43_000 * report["big_requests"]
+    assert low * report["big_requests"] <= report["communication_bytes"] <= high * report["big_requests"]
+    assert report["bytes_by_payload"] == ({payload: report["communication_bytes"]} if report["big_requests"] else {})
     if report["big_requests"]:  # heads both ways come on top of the request bodies
         assert report["wire_bytes"] > report["communication_bytes"] + 300 * report["big_requests"]
     correct = sum((clip["big"] or clip["little"]) == clip["label"] for clip in report["clips"])
@@ -85,11 +98,64 @@ def test_run_with_a_given_threshold(server, small_dataset, little_model_path, tm
     assert "accuracy" in out and f"report written to {report_path}" in out
 
 
+def test_features_and_pcm_get_the_same_answers_from_big(server, small_dataset, little_model_path) -> None:
+    """Big answers its own int8 features as it answers the clip (a near-tie may flip, no more)."""
+    clips = select_clips(small_dataset, "all")
+    labels = {}
+    for payload in ("pcm", "features"):
+        with BigClient(server.url, payload=payload) as big:
+            labels[payload] = [big.predict(read_wav(clip.path)).label for clip in clips]
+    agree = sum(a == b for a, b in zip(labels["pcm"], labels["features"]))
+    assert agree >= len(clips) - 1
+
+
+def test_unlabelled_clips_are_classified_and_accuracy_is_not_invented(
+    server, small_dataset, little_model_path, tmp_path, run_client
+) -> None:
+    recordings = tmp_path / "recordings"  # what a Pi records: no label folders
+    recordings.mkdir()
+    for index, clip in enumerate(select_clips(small_dataset, "test")[:6]):
+        shutil.copyfile(clip.path, recordings / f"take-{index}.wav")
+    report_path = tmp_path / "unlabelled.json"
+    status, out, err = run_client(["--service", server.url, "--model", str(little_model_path), str(recordings),
+                                   "--report", str(report_path)])
+    assert status == 0, err
+    report = json.loads(report_path.read_text())
+    assert report["samples"] == 6 and report["labelled"] == 0
+    assert report["accuracy"] is None and report["little_accuracy"] is None
+    assert sum(report["predictions"].values()) == 6
+    assert out.startswith("6 unlabelled clips")
+
+
 def test_without_report_prints_a_summary_and_no_json(server, small_dataset, little_model_path, run_client) -> None:
     common = ["--service", server.url, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
     status, out, _ = run_client([*common, "--threshold", "0.5"])
     assert status == 0
     assert out.startswith("accuracy ") and len(out.splitlines()) == 1, out[:500]
+
+
+def test_a_big_that_differs_from_the_calibrated_one_is_warned_about(
+    shipped_model, small_dataset, little_model_path, run_client
+) -> None:
+    other_big = start_big(shipped_model("ensemble_2"))  # same labels and features, another model
+    with other_big:
+        args = ["--service", other_big.url, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
+        status, _, err = run_client(args)
+    assert status == 0
+    assert "is not the one Little's threshold was calibrated with" in err and "--calibrate DIR" in err
+
+
+def test_a_model_without_a_shipped_threshold_names_the_way_out(
+    server, small_dataset, little_model_path, tmp_path, run_client
+) -> None:
+    copy = tmp_path / "little"
+    for path in little_model_path.parent.glob(little_model_path.name + ".*"):
+        shutil.copy(path, tmp_path)
+    metadata = json.loads((tmp_path / "little.json").read_text())
+    del metadata["cascade"]
+    (tmp_path / "little.json").write_text(json.dumps(metadata))
+    status, _, err = run_client(["--service", server.url, "--data-dir", str(small_dataset), "--model", str(copy)])
+    assert status == 2 and "no cascade threshold" in err and "--threshold T or --calibrate DIR" in err
 
 
 def test_big_going_away_mid_run_leaves_little_answers_standing(
@@ -123,48 +189,55 @@ def test_big_going_away_mid_run_leaves_little_answers_standing(
     assert len(unreachable_warnings) == 1, "one warning for the outage, not one per clip"
 
 
-def test_calibration_uses_the_validation_split_never_test(
+def test_recalibration_uses_the_validation_split_never_test(
     server, small_dataset, little_model_path, tmp_path, run_client
 ) -> None:
     little = load_model(little_model_path, prefer="zlib")
     with BigClient(server.url) as big:
-        calibration = calibrate_threshold(small_dataset, little, big, progress=False)
-        budgeted = calibrate_threshold(small_dataset, little, big, max_big_fraction=0.25, progress=False)
-    speakers_split = {partition_of(clip.speaker) for clip in calibration.clips}
-    assert speakers_split == {"validation"}
-    assert len(calibration.clips) == len(select_clips(small_dataset, "validation"))
-    assert calibration.outcome.accuracy >= calibration.predictions.big_accuracy  # default target: Big's own
-    assert budgeted.outcome.big_fraction <= 0.25
+        calibration = calibrate([small_dataset], CALIBRATION_SPLIT, little, service_answerer(big), big.negotiate(),
+                                progress=False)
+    assert len(calibration.paired.predictions.true_labels) == len(select_clips(small_dataset, "validation"))
+    assert {partition_of(clip.speaker) for clip in select_clips(small_dataset, "validation")} == {"validation"}
+    assert calibration.paired.predictions.mcnemar_p(calibration.threshold) >= 0.05
 
+    for name in ("little.json", "little.tflite", "little.tflite.zlib"):
+        shutil.copy(little_model_path.parent / name, tmp_path)
+    written = tmp_path / "little-mine.json"
     report_path = tmp_path / "calibrated.json"
     requests_before = predict_requests(server)
-    args = ["--service", server.url, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
-    assert run_client([*args, "--target-accuracy", "0.5", "--report", str(report_path)])[0] == 0
+    args = ["--service", server.url, "--data-dir", str(small_dataset), "--model", str(tmp_path / "little")]
+    status, out, err = run_client([*args, "--calibrate", str(small_dataset), "--write-metadata", str(written),
+                                   "--report", str(report_path)])
+    assert status == 0, err
     report = json.loads(report_path.read_text())
-    assert report["calibration"]["split"] == "validation"
-    assert report["calibration"]["rule"] == "fewest Big requests reaching accuracy 0.5000"
-    validation_clips = report["calibration"]["samples"]
-    assert predict_requests(server) - requests_before == validation_clips + report["big_requests"]
+    section = report["calibration"]
+    assert section["split"] == "validation" and section["rule"].startswith("margin below threshold")
+    assert section["threshold"] == report["threshold"] == calibration.threshold
+    assert section["validation"]["samples"] == len(select_clips(small_dataset, "validation"))
+    assert predict_requests(server) - requests_before == section["validation"]["samples"] + report["big_requests"]
+    assert json.loads(written.read_text())["cascade"] == section
+    assert load_model(tmp_path / "little-mine").metadata.raw["cascade"]["threshold"] == report["threshold"]
+    assert f"written to {written}" in out
 
-    assert run_client([*args, "--report", str(report_path)])[0] == 0  # the default rule: a budget of Big requests
-    report = json.loads(report_path.read_text())
-    assert report["calibration"]["rule"].startswith("most accurate with at most 15.0%")
-    assert report["calibration"]["cascade"]["big_fraction"] <= DEFAULT_MAX_BIG_FRACTION
 
-
-def test_sweep_writes_table_json_and_png(server, small_dataset, little_model_path, tmp_path, run_client) -> None:
+def test_sweep_writes_table_json_and_png_for_both_payloads(
+    server, small_dataset, little_model_path, tmp_path, run_client
+) -> None:
     report_path, plot_path = tmp_path / "sweep.json", tmp_path / "sweep.png"
     args = ["--service", server.url, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
     sweep_flags = ["--sweep", "--threshold", "0.33", "--report", str(report_path), "--plot", str(plot_path)]
-    status, table, _ = run_client([*args, *sweep_flags])
-    assert status == 0
-    assert "threshold" in table and "MB/800 clips" in table
+    status, table, err = run_client([*args, *sweep_flags])
+    assert status == 0, err
+    assert "threshold" in table and "MB/800 pcm" in table and "MB/800 features" in table
     assert f"sweep plot written to {plot_path}" in table
     report = json.loads(report_path.read_text())
     rows = report["rows"]
     assert [row["threshold"] for row in rows] == sorted({*SWEEP_THRESHOLDS, 0.33})
     assert rows[0]["big_requests"] == 0 and rows[0]["accuracy"] == pytest.approx(report["little_accuracy"], abs=1e-6)
-    assert [row["communication_bytes"] for row in rows] == sorted(row["communication_bytes"] for row in rows)
+    for payload in ("pcm", "features"):
+        sent = [row["communication_bytes"][payload] for row in rows]
+        assert sent == sorted(sent)
+    assert rows[-1]["communication_bytes"]["features"] * 10 < rows[-1]["communication_bytes"]["pcm"]
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert predict_requests(server) == report["samples"], "Big is asked once per clip, not once per threshold"
 
@@ -172,18 +245,27 @@ def test_sweep_writes_table_json_and_png(server, small_dataset, little_model_pat
 def test_unreachable_service_at_calibration_names_the_flag(small_dataset, little_model_path, run_client) -> None:
     dead_service = f"http://127.0.0.1:{free_tcp_port()}"
     args = ["--service", dead_service, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
-    status, _, err = run_client([*args, "--retries", "0"])
+    status, _, err = run_client([*args, "--retries", "0", "--calibrate", str(small_dataset)])
     assert status == 2
     assert f"--service {dead_service}" in err and "Traceback" not in err
+
+
+def test_unreachable_service_leaves_every_answer_to_little(small_dataset, little_model_path, run_client) -> None:
+    dead_service = f"http://127.0.0.1:{free_tcp_port()}"
+    args = ["--service", dead_service, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
+    status, out, err = run_client([*args, "--retries", "0"])
+    assert status == 0, err
+    assert "fallbacks" in out and "unreachable" in err
 
 
 @pytest.mark.parametrize(
     ("flags", "complaint"),
     [
         (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
-        (["--target-accuracy", "0"], "--target-accuracy must be in (0, 1]"),
-        (["--threshold", "0.2", "--target-accuracy", "0.9"], "not allowed with argument"),
+        (["--threshold", "0.2", "--calibrate", "x"], "--threshold and --calibrate both choose the threshold"),
+        (["--write-metadata", "x.json"], "--write-metadata writes what --calibrate finds"),
         (["--plot", "x.png"], "--plot draws the sweep"),
+        (["--payload", "mp3"], "argument --payload: invalid choice"),
         (["--device", "pi kitchen"], "--device: device id 'pi kitchen' must start"),
         (["--service", "localhost:8080"], "--service must be an http:// or https:// URL"),
         (["--service", "http://"], "--service must be an http:// or https:// URL"),
@@ -193,6 +275,11 @@ def test_bad_flags_are_cli_errors(flags, complaint, run_client) -> None:
     status, _, err = run_client(["--data-dir", "nowhere", *flags])
     assert status == 2
     assert complaint in err and "Traceback" not in err
+
+
+def test_missing_inputs_name_what_is_wrong(tmp_path, little_model_path, run_client) -> None:
+    status, _, err = run_client(["--model", str(little_model_path), str(tmp_path / "nothing.wav")])
+    assert status == 2 and "WAV_OR_DIR" in err and "neither a WAV file nor a folder" in err
 
 
 def test_missing_model_names_the_flag(tmp_path, run_client) -> None:

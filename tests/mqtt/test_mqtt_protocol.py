@@ -73,9 +73,18 @@ def test_topics() -> None:
     topics = Topics("kws")
     assert topics.audio("run-1") == "kws/audio/run-1"
     assert topics.shared(topics.all_audio, "ensemble_1") == "$share/ensemble_1/kws/audio/+"
-    assert topics.clip_id_of("kws/prediction/run-1", "prediction") == "run-1"
+    assert topics.prediction("e1", "run-1") == "kws/prediction/e1/run-1"
+    assert topics.answer_of("kws/prediction/e1/run-1") == ("e1", "run-1")
+    assert topics.client_of_status("kws/status/e1") == "e1"
+    assert topics.clip_id_of("kws/audio/run-1", "audio") == "run-1"
     with pytest.raises(ProtocolError):
         topics.clip_id_of("kws/audio/run-1", "prediction")
+    with pytest.raises(ProtocolError, match="<client>/<clip id>"):
+        topics.answer_of("kws/prediction/run-1")  # the layout before answers named their sender
+    with pytest.raises(ProtocolError):
+        topics.answer_of("kws/prediction/e1/run-1/extra")
+    with pytest.raises(ProtocolError):
+        topics.prediction("e1/e2", "run-1")
     with pytest.raises(ProtocolError):
         topics.audio("a/b")
     with pytest.raises(ProtocolError):
@@ -88,13 +97,18 @@ def test_topics() -> None:
         ("mqtt://127.0.0.1:1884", BrokerAddress("127.0.0.1", 1884)),
         ("mqtt://broker.local", BrokerAddress("broker.local", 1883)),
         ("localhost:1999", BrokerAddress("localhost", 1999)),
+        ("mqtts://broker.local", BrokerAddress("broker.local", 8883, tls=True)),
+        ("mqtts://127.0.0.1:18883", BrokerAddress("127.0.0.1", 18883, tls=True)),
     ],
 )
 def test_parse_broker_url(url: str, address: BrokerAddress) -> None:
     assert parse_broker_url(url) == address
+    assert parse_broker_url(address.url) == address
 
 
-@pytest.mark.parametrize("url", ["mqtts://host:8883", "http://host", "mqtt://host:99999", "mqtt://:1883", "mqtt://h/x"])
+@pytest.mark.parametrize(
+    "url", ["ws://host:8883", "http://host", "mqtt://host:99999", "mqtt://:1883", "mqtt://h/x", "mqtt://user:pw@h"]
+)
 def test_parse_broker_url_refuses(url: str) -> None:
     with pytest.raises(ProtocolError):
         parse_broker_url(url)
@@ -116,7 +130,7 @@ def service() -> InferenceService:
 
 def test_service_answers_on_the_prediction_topic(service: InferenceService) -> None:
     topic, prediction = service.answer("kws/audio/run-00001", encode_features_pack("run-00001", features(), CONFIG))
-    assert topic == "kws/prediction/run-00001"
+    assert topic == "kws/prediction/stub-1/run-00001"
     assert prediction.client == "stub-1" and prediction.model == "stub" and prediction.labels == LABELS
 
 

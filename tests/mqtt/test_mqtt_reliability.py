@@ -20,21 +20,21 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import paho.mqtt.publish as publish
 import pytest
+from ensemble_runs import (
+    COOPERATIVE_CLIENT,
+    REPO_ROOT,
+    RUN_TIMEOUT_S,
+    TOPICS,
+    finish,
+    in_process_accuracy,
+    start_cooperative,
+)
 
-from kws.audio import read_wav
-from kws.data.clips import select_clips
-from kws.features import compute_features
-from kws.model.runtime import ModelMetadata, load_model
+from kws.model.runtime import ModelMetadata
 from kws.mqtt.brokers.mosquitto import LocalMosquitto
 from kws.mqtt.fleet import ClientSpec, InferenceFleet, specs_for_models
-from kws.mqtt.policies import combine
-from kws.mqtt.protocol import ONLINE, BrokerAddress, ClientStatus, Prediction, ProtocolError, Topics
+from kws.mqtt.protocol import ONLINE, BrokerAddress, ClientStatus, Prediction, ProtocolError
 from kws.wire.features_pack import encode_features_pack
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-COOPERATIVE_CLIENT = REPO_ROOT / "cooperative_client.py"
-TOPICS = Topics("kws")
-RUN_TIMEOUT_S = 90
 
 
 class AnswerWatcher:
@@ -61,7 +61,7 @@ class AnswerWatcher:
             return
         with self._changed:
             self.counts[prediction.client] += 1
-            self.answered_clips.add(TOPICS.clip_id_of(message.topic, "prediction"))
+            self.answered_clips.add(TOPICS.answer_of(message.topic)[1])
             self._changed.notify_all()
 
     def wait_for(self, count: int, client: str | None = None, timeout_s: float = 30.0) -> None:
@@ -91,36 +91,6 @@ def fleet(mosquitto: LocalMosquitto, ensemble_models: list[Path], tmp_path: Path
         yield clients
 
 
-def start_cooperative(broker: BrokerAddress, data_dir: Path, config_from: Path, report: Path, *options: str):
-    command = [
-        sys.executable, str(COOPERATIVE_CLIENT), "--broker", broker.url, "--data-dir", str(data_dir),
-        "--split", "all", "--config-from", str(config_from), "--report", str(report), "--ready-timeout", "60",
-        *options,
-    ]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def finish(process: subprocess.Popen, report: Path) -> dict:
-    output, _ = process.communicate(timeout=RUN_TIMEOUT_S)
-    assert process.returncode == 0, output
-    return json.loads(report.read_text())
-
-
-def in_process_accuracy(models: list[Path], data_dir: Path, policy: str) -> tuple[int, dict[str, float]]:
-    """Correct clips of the ensemble and each model's accuracy, all in this process: what MQTT must reproduce."""
-    loaded = [load_model(stem) for stem in models]
-    labels = loaded[0].labels
-    correct, model_correct = 0, Counter()
-    clips = select_clips(data_dir, "all", labels)
-    for clip in clips:
-        features = compute_features(read_wav(clip.path), loaded[0].feature_config)
-        scores = np.stack([model.predict_features(features) for model in loaded])
-        correct += labels[combine(scores, policy)] == clip.label
-        for model, row in zip(loaded, scores):
-            model_correct[model.name] += labels[int(row.argmax())] == clip.label
-    return correct, {name: round(count / len(clips), 4) for name, count in model_correct.items()}
-
-
 def test_four_clients_answer_every_clip(mosquitto, fleet, ensemble_models, small_dataset, tmp_path) -> None:
     report_path = tmp_path / "report.json"
     process = start_cooperative(mosquitto.address, small_dataset, ensemble_models[0], report_path,
@@ -145,8 +115,12 @@ def test_a_killed_client_leaves_its_clips_to_the_others(
     victim = ensemble_models[-1].name
     watcher.wait_for(5, client=victim)  # the run is under way: 72 clips at 30 a second take 2.4 s
     fleet.kill(victim)
-    stray = Prediction("ghost", "ghost", ("yes", "no"), (0.5, 0.5), 1.0).to_json()
-    for topic, payload in ((TOPICS.prediction("not-a-clip"), stray), (TOPICS.prediction("x"), "{garbage")):
+    labels = ModelMetadata.read(ensemble_models[0].with_suffix(".json")).labels
+    ghost = Prediction("ghost", "ghost", ("yes", "no"), (0.5, 0.5), 1.0).to_json()
+    late = Prediction(victim, victim, labels, (1 / len(labels),) * len(labels), 1.0).to_json()
+    strays = ((TOPICS.prediction("ghost", "c1"), ghost), (TOPICS.prediction(victim, "not-a-clip"), late),
+              (TOPICS.prediction("x", "y"), "{garbage"))
+    for topic, payload in strays:
         publish.single(topic, payload, qos=1, hostname=mosquitto.address.host, port=mosquitto.address.port)
     report = finish(process, report_path)
     assert report["samples"] == 72
@@ -154,7 +128,10 @@ def test_a_killed_client_leaves_its_clips_to_the_others(
     assert 0 < report["incomplete"] < 72
     assert report["answers_per_clip"]["min"] == 3
     assert 5 <= report["answers_per_model"][victim] < 72
-    assert report["ignored_answers"] == {"malformed": 1, "unknown clip": 1}, "stray answers are counted, not used"
+    assert report["rejected_answers"] == {"malformed": 1, "sender not in the roster": 1, "unknown clip": 1}, (
+        "stray answers are counted, not used"
+    )
+    assert report["rejected_senders"] == {"ghost": 1, victim: 1, "x": 1}
 
 
 @pytest.mark.parametrize("qos", [0, 1])

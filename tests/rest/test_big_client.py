@@ -24,7 +24,8 @@ from kws.rest.client import (
 )
 from kws.util.net import free_tcp_port
 
-ANSWER = b'{"label":"yes","index":5,"scores":[0,0,0,0,0,1,0,0],"labels":["down","stop","right","left","up","yes","no","go"],"model":{"name":"fake","sha256":"0"},"inference_ms":1.0}'  # noqa: E501
+# Both a /predict answer and (name, sha256, labels) model metadata: RecordingServer answers every path with it.
+ANSWER = b'{"name":"fake","sha256":{"tflite":"0"},"label":"yes","index":5,"scores":[0,0,0,0,0,1,0,0],"labels":["down","stop","right","left","up","yes","no","go"],"model":{"name":"fake","sha256":"0"},"inference_ms":1.0}'  # noqa: E501
 
 
 class RecordingServer:
@@ -75,7 +76,7 @@ def recording_server() -> Iterator[RecordingServer]:
 
 
 def test_exchange_bytes_equal_the_bytes_on_the_socket(recording_server) -> None:
-    with BigClient(recording_server.url, device="pi-test") as big:
+    with BigClient(recording_server.url, device="pi-test", payload="pcm") as big:
         answer = big.predict(np.arange(16_000, dtype=np.int16))
     assert answer.label == "yes" and answer.labels[answer.index] == "yes"
     assert answer.wire_bytes == len(recording_server.received) + len(recording_server.sent)
@@ -92,7 +93,7 @@ def test_exchange_bytes_of_a_get(recording_server) -> None:
 def test_4xx_is_rejected_not_unavailable() -> None:
     server = RecordingServer(b"HTTP/1.1 422 Unprocessable Entity", b'{"error":"pack has no audio","status":422}')
     try:
-        with BigClient(server.url) as big, pytest.raises(BigRejected, match="pack has no audio"):
+        with BigClient(server.url, payload="pcm") as big, pytest.raises(BigRejected, match="pack has no audio"):
             big.predict(np.zeros(100, dtype=np.int16))
     finally:
         server.close()
@@ -101,7 +102,7 @@ def test_4xx_is_rejected_not_unavailable() -> None:
 def test_5xx_after_retries_is_unavailable() -> None:
     server = RecordingServer(b"HTTP/1.1 503 Service Unavailable", b'{"error":"loading","status":503}')
     try:
-        with BigClient(server.url, retries=1) as big, pytest.raises(BigUnavailable, match="503"):
+        with BigClient(server.url, retries=1, payload="pcm") as big, pytest.raises(BigUnavailable, match="503"):
             big.predict(np.zeros(100, dtype=np.int16))
         assert server.received.count(b"POST /predict") == 2, "one retry"
     finally:
@@ -109,7 +110,7 @@ def test_5xx_after_retries_is_unavailable() -> None:
 
 
 def test_connection_refused_is_unavailable_and_warned_once(caplog) -> None:
-    with BigClient(f"http://127.0.0.1:{free_tcp_port()}", retries=0) as big:
+    with BigClient(f"http://127.0.0.1:{free_tcp_port()}", retries=0, payload="pcm") as big:
         for _ in range(3):
             with pytest.raises(BigUnavailable) as caught:
                 big.predict(np.zeros(100, dtype=np.int16))
@@ -120,8 +121,21 @@ def test_connection_refused_is_unavailable_and_warned_once(caplog) -> None:
 def test_a_silent_service_times_out_as_unavailable() -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections (backlog), never answers
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        with BigClient(url, timeout=0.2, retries=0) as big, pytest.raises(BigUnavailable, match="timed out"):
+        big = BigClient(url, timeout=0.2, retries=0, payload="pcm")
+        with big, pytest.raises(BigUnavailable, match="timed out"):
             big.predict(np.zeros(100, dtype=np.int16))
+
+
+def test_auto_payload_takes_features_only_from_a_service_that_lists_them() -> None:
+    """A service from before the features payload answers /health without a list: the client sends PCM."""
+    server = RecordingServer()  # answers every request with ANSWER, which lists no payloads
+    try:
+        with BigClient(server.url) as big:
+            answer = big.predict(np.zeros(16_000, dtype=np.int16))
+        assert big.payload == "pcm" and answer.payload == "pcm"
+        assert b"GET /health" in server.received and b'"n":"audio"' in server.received
+    finally:
+        server.close()
 
 
 # --------------------------------------------------------------------------- #
@@ -204,7 +218,8 @@ def test_the_breaker_closes_when_big_answers_again(caplog) -> None:
         (b'{"name":"big","labels":"yes","sha256":{}}', "'labels' must be a non-empty list"),
         (b'{"name":"big","labels":["a","a"],"sha256":{}}', "repeat a label"),
         (b'{"name":7,"labels":["a"],"sha256":{}}', "'name' must be a string"),
-        (b'{"name":"big","labels":["a"],"sha256":"x"}', "'sha256' must map"),
+        (b'{"name":"big","labels":["a"],"sha256":7}', "'sha256' must be a hex digest"),
+        (b'{"name":"big","labels":["a"],"sha256":{"tflite":7}}', "'sha256' must be a hex digest"),
         (b"[" * 100_000, "not JSON"),
     ],
 )

@@ -293,3 +293,49 @@ def test_request_failing_before_routing_still_gets_json(server) -> None:
     assert head.startswith(b"HTTP/1.1 400 ")
     assert b"Content-Type: application/json" in head
     assert json.loads(body) == {"error": "HTTP/1.1 requires a 'Host' request header.", "status": 400}
+
+
+# --------------------------------------------------------------------------- #
+# The features payload
+# --------------------------------------------------------------------------- #
+
+
+def big_features_pack(pcm: np.ndarray, config, encoding: str = "int8", clip_id: str = "pi-1") -> str:
+    from kws.features import compute_features
+    from kws.wire.features_pack import encode_features_pack
+
+    return encode_features_pack(clip_id, compute_features(pcm, config), config, encoding=encoding)
+
+
+@pytest.mark.parametrize("encoding", ["int8", "float16", "float32"])
+def test_features_pack_gets_the_answer_the_clip_gets(server, big_model_path, test_clips, encoding) -> None:
+    model = load_model(big_model_path)
+    health = requests.get(f"{server.url}/health", timeout=10).json()
+    assert health["payloads"] == ["pcm", "features"]
+    for clip in test_clips:
+        pcm = read_wav(clip.path)
+        by_audio = post(server, audio_pack.encode_audio_pack(pcm, device="test")).json()
+        by_features = post(server, big_features_pack(pcm, model.feature_config, encoding))
+        assert by_features.status_code == 200, by_features.text
+        assert by_features.json()["label"] == by_audio["label"]
+        np.testing.assert_allclose(by_features.json()["scores"], by_audio["scores"], atol=0.05)
+
+
+def test_features_of_another_config_or_shape_are_422_naming_the_difference(server, big_model_path, pcm) -> None:
+    import dataclasses
+
+    from kws.wire.features_pack import encode_features_pack
+
+    config = load_model(big_model_path).feature_config
+    other = dataclasses.replace(config, num_mel_bins=32)
+    assert_json_error(post(server, big_features_pack(pcm, other)), 422,
+                      "features made for another model: clip pi-1: features were made with another FeatureConfig: "
+                      f"num_mel_bins 32 (model: {config.num_mel_bins})")
+    records = json.loads(encode_features_pack("pi-2", np.zeros(config.shape, np.float32), config))
+    next(r for r in records if r["n"] == "shape")["vs"] = "10x40"
+    assert_json_error(post(server, json.dumps(records)), 422, "shape 10x40 does not match its config's 49x40")
+    records = json.loads(big_features_pack(pcm, config))
+    next(r for r in records if r.get("vd"))["vd"] = "AAAA"
+    assert_json_error(post(server, json.dumps(records)), 422, "features hold 3 bytes; shape 49x40 of int8 needs 1960")
+    assert requests.get(f"{server.url}/health", timeout=10).status_code == 200, "the service stays up"
+    assert post(server, big_features_pack(pcm, config)).status_code == 200

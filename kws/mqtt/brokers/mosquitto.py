@@ -1,10 +1,15 @@
-"""A private Mosquitto broker on a free local port, for the reliability tests and the benchmark.
+"""A private Mosquitto broker on a free local port, for the tests and the benchmarks.
 
 It runs from its own configuration file, in its own folder, with persistence on,
 so that a restart (:meth:`LocalMosquitto.restart`: SIGTERM, which makes mosquitto
 save its database, then start again on the same port) keeps the persistent
 sessions and their queued QoS 1 messages: the situation the MQTT clients must
 survive without losing a clip.
+
+By default it takes anonymous clients in plain text. :func:`recipe_listener` turns
+the deployment recipe (``deploy/mosquitto/kws.conf``: password file, ACL, TLS
+only) into its listener configuration, with the files where the test made them, so
+the tests run the recipe itself rather than a copy of it.
 """
 
 from __future__ import annotations
@@ -36,24 +41,34 @@ def find_mosquitto() -> str | None:
     return None
 
 
-def mosquitto_config(port: int, state_dir: Path) -> str:
-    """A configuration for one local listener with persistent sessions.
+#: The listener of the tests' broker: anonymous clients, plain text. ``{port}`` is filled in.
+OPEN_LISTENER = """listener {port} 127.0.0.1
+allow_anonymous true
+set_tcp_nodelay true
+max_queued_messages 20000
+"""
+#: deploy/mosquitto/ in a checkout: the recipe's configuration, ACL and secrets script.
+RECIPE_DIR = Path(__file__).resolve().parents[3] / "deploy" / "mosquitto"
+#: Where the recipe keeps its files on a broker, and its listener line.
+RECIPE_FILES_DIR = "/etc/mosquitto/kws"
+RECIPE_LISTENER_LINE = "listener 8883"
 
-    ``max_queued_messages`` is raised from 1000 because a cooperative run may
-    queue a few thousand clips for a slow or briefly disconnected client.
-    ``user`` keeps mosquitto, when started as root, from switching to the
-    ``mosquitto`` user, who could not write the persistence file in our folder.
+
+def mosquitto_config(port: int, state_dir: Path, listener: str = OPEN_LISTENER) -> str:
+    """``listener`` (with ``{port}`` filled in), then persistent sessions in ``state_dir``.
+
+    ``max_queued_messages`` (in the listeners) is raised from 1000 because a
+    cooperative run may queue a few thousand clips for a slow or briefly
+    disconnected client. ``user`` keeps mosquitto, when started as root, from
+    switching to the ``mosquitto`` user, who could not read our folder.
     """
     return "\n".join(
         [
-            f"listener {port} 127.0.0.1",
-            "allow_anonymous true",
+            listener.replace("{port}", str(port)).rstrip("\n"),
             f"user {getpass.getuser()}",
-            "set_tcp_nodelay true",
             "persistence true",
             f"persistence_location {state_dir}/",
             "autosave_interval 60",
-            "max_queued_messages 20000",
             "log_type error",
             "log_type warning",
             "log_type notice",
@@ -62,18 +77,43 @@ def mosquitto_config(port: int, state_dir: Path) -> str:
     )
 
 
+def recipe_listener(files_dir: Path, recipe: Path | None = None) -> str:
+    """The recipe's configuration as a listener for :class:`LocalMosquitto`: its files in ``files_dir``
+    (what ``make-secrets.sh`` puts in ``<DIR>/broker``), its TLS listener on 127.0.0.1 and a free port."""
+    recipe = recipe or RECIPE_DIR / "kws.conf"
+    text = recipe.read_text()
+    for expected in (RECIPE_FILES_DIR, RECIPE_LISTENER_LINE):
+        if expected not in text:
+            raise ValueError(f"the recipe {recipe} no longer has {expected!r}: update recipe_listener")
+    lines = [
+        "listener {port} 127.0.0.1" if line.strip() == RECIPE_LISTENER_LINE
+        else line.replace(RECIPE_FILES_DIR, str(files_dir))
+        for line in text.splitlines()
+    ]
+    return "\n".join(lines) + "\n"
+
+
 class LocalMosquitto:
     """``mosquitto -c <dir>/mosquitto.conf`` as a child process, restartable on the same port."""
 
-    def __init__(self, state_dir: Path, port: int = 0, executable: str | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        port: int = 0,
+        executable: str | None = None,
+        listener: str = OPEN_LISTENER,
+        tls: bool = False,
+    ) -> None:
+        """``listener``: the listener's configuration with ``{port}`` for the port (see :func:`recipe_listener`);
+        ``tls``: whether it is a TLS listener, so :attr:`address` is an ``mqtts://`` one."""
         self.executable = executable or find_mosquitto()
         if self.executable is None:
             raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.address = BrokerAddress("127.0.0.1", port or free_tcp_port())
+        self.address = BrokerAddress("127.0.0.1", port or free_tcp_port(), tls)
         self.config_path = self.state_dir / "mosquitto.conf"
-        self.config_path.write_text(mosquitto_config(self.address.port, self.state_dir))
+        self.config_path.write_text(mosquitto_config(self.address.port, self.state_dir, listener))
         self.log_path = self.state_dir / "mosquitto.log"
         self._process: subprocess.Popen | None = None
 
