@@ -3,6 +3,7 @@ does with a broken or hostile Big: every answer checked, a size cap, no retried 
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -228,5 +229,33 @@ def test_malformed_model_metadata_is_a_bad_answer(body: bytes, complaint: str) -
     try:
         with BigClient(server.url, retries=0) as big, pytest.raises(BigBadAnswer, match=complaint):
             big.model_info()
+    finally:
+        server.close()
+
+
+def _answer_offering_features(feature_config: object) -> bytes:
+    """ANSWER that also lists both payloads (as /health) and gives ``feature_config`` (as /model)."""
+    offer = b',"payloads":["pcm","features"],"feature_config":' + json.dumps(feature_config).encode()
+    return ANSWER[:-1] + offer + b"}"
+
+
+@pytest.mark.parametrize(
+    ("feature_config", "complaint"),
+    [
+        ({"frame_length": 640, "frame_step": 1, "fft_length": 1 << 16}, "more than the Pi computes"),  # 15 361 FFTs
+        ({"frame_length": "wide"}, "no usable feature_config"),
+        (None, "no usable feature_config"),
+    ],
+    ids=["too-costly", "wrong-type", "missing"],
+)
+def test_a_feature_config_from_big_is_checked_before_the_pi_computes_it(feature_config, complaint, caplog) -> None:
+    server = RecordingServer(b"HTTP/1.1 200 OK", _answer_offering_features(feature_config))
+    try:
+        with caplog.at_level(logging.WARNING), BigClient(server.url, payload="auto") as big:
+            assert big.predict(np.zeros(16_000, dtype=np.int16)).payload == "pcm", "auto falls back to PCM"
+        assert any("sending the clips as PCM" in record.getMessage() for record in caplog.records)
+        with BigClient(server.url, payload="features") as big, pytest.raises(BigBadAnswer) as caught:
+            big.predict(np.zeros(16_000, dtype=np.int16))
+        assert caught.value.reason == "bad_answer" and complaint in str(caught.value)
     finally:
         server.close()
