@@ -6,7 +6,8 @@ The Little client on the Pi posts a clip it is unsure about as a SenML pack to
 :mod:`kws.rest.service`; this script parses the flags and runs it::
 
     python big_service.py                          # models/big on 127.0.0.1:8080
-    python big_service.py --host 0.0.0.0 --port 8080 --threads 8
+    python big_service.py --host 0.0.0.0 --port 8443 --token-file /etc/kws/token \\
+        --certfile /etc/kws/cert.pem --keyfile /etc/kws/key.pem
 """
 
 # ruff: noqa: E402 - imports follow the environment line on purpose
@@ -22,12 +23,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse
 import logging
 import signal
+import ssl
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from kws.model.metadata import ModelError
+from kws.rest.auth import TokenFileError, read_token_file
 from kws.rest.service import (
     DEFAULT_HOST,
     DEFAULT_MODEL,
@@ -37,6 +40,7 @@ from kws.rest.service import (
     BigService,
     start_server,
 )
+from kws.rest.tls import server_context
 
 log = logging.getLogger("big_service")
 
@@ -64,6 +68,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--max-body", type=int, default=MAX_BODY_BYTES, metavar="BYTES",
         help="largest accepted request body (default: %(default)s)",
     )
+    security = parser.add_argument_group("security (see the README's 'Deploying securely')")
+    security.add_argument(
+        "--token-file", type=Path, metavar="FILE",
+        help="require 'Authorization: Bearer <token>' on /predict, the token being FILE's first line",
+    )
+    security.add_argument("--certfile", type=Path, metavar="PEM", help="serve HTTPS with this certificate chain")
+    security.add_argument("--keyfile", type=Path, metavar="PEM", help="its private key (if not in --certfile)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
@@ -72,6 +83,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.max_body < 1:
         parser.error(f"--max-body must be at least 1 byte, got {args.max_body}")
+    if args.keyfile and not args.certfile:
+        parser.error("--keyfile needs --certfile")
+    args.token = None
+    if args.token_file:
+        try:
+            args.token = read_token_file(args.token_file)
+        except TokenFileError as error:
+            parser.error(f"--token-file: {error}")
+    args.ssl_context = None
+    if args.certfile:
+        try:
+            args.ssl_context = server_context(args.certfile, args.keyfile)
+        except (OSError, ssl.SSLError) as error:
+            parser.error(f"--certfile/--keyfile: cannot load a certificate and key ({error})")
     return args
 
 
@@ -82,9 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Requests waiting for a worker are normal under load; waitress warns about each one.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     service = BigService(args.model, max_body_bytes=args.max_body)
     try:
-        handle = start_server(service, args.host, args.port, args.threads)
+        handle = start_server(service, args.host, args.port, args.threads, args.token, args.ssl_context)
     except OSError as error:
         log.error("cannot listen on --host %s --port %d: %s", args.host, args.port, error)
         return 2
@@ -95,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("cannot load --model %s: %s", args.model, error)
         handle.stop()
         return 2
-    log.info("serving model %s on %s", model.name, handle.url)
+    log.info("serving model %s on %s%s", model.name, handle.url, " (/predict needs the token)" if args.token else "")
     try:
         handle.wait()
     except KeyboardInterrupt:

@@ -38,7 +38,7 @@ from kws.listen.options import add_listen_arguments, run_listen, wants_listen
 from kws.model.metadata import ModelError, copy_with_section
 from kws.model.runtime import load_model
 from kws.reports import write_json_report
-from kws.rest.client import BigRejected, BigUnavailable
+from kws.rest.client import BigBadAnswer, BigRejected, BigUnavailable
 from kws.rest.options import add_big_client_arguments, big_client_from_args, check_big_client_arguments
 
 
@@ -121,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.exit(2, f"error: --service {args.service} serves a model for other words than --model: {error}\n")
         except BigRejected as error:
             parser.exit(2, f"error: --service {args.service} rejected a request: {error}\n")
+        except BigBadAnswer as error:
+            parser.exit(2, f"error: --service {args.service} does not answer as a Big service: {error}\n")
     if args.write_metadata:
         try:
             copy_with_section(little.metadata.raw, args.write_metadata, "cascade", report["calibration"])

@@ -18,7 +18,7 @@ change in machine load hits every pair alike, and the medians are quoted.
 
 To show where the difference goes, the report also gives the CPU time per clip
 on each side (this process's threads; the service's from /proc) and the CPU of
-a bare ``GET /health``, the floor under any exchange through requests, cheroot
+a bare ``GET /health``, the floor under any exchange through requests, waitress
 and CherryPy. Once the cores are saturated (8 clients) throughput is inversely
 proportional to CPU per clip, so HTTP / in-process is close to
 in-process CPU / (client + server CPU).
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_count": os.cpu_count(),
             "machine": platform.machine(),
             "python": platform.python_version(),
-            "server": "big_service.py in a child process (cheroot + CherryPy)",
+            "server": "big_service.py in a child process (waitress + CherryPy)",
         },
         "results": [summarize(runs, clients) for clients in args.clients],
         "http_floor_cpu_ms_per_request": floor,

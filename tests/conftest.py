@@ -198,3 +198,59 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE, channels
 @pytest.fixture
 def sure_wav(sure_stream: synthetic.SyntheticStream, tmp_path: Path) -> Path:
     return write_wav(tmp_path / "stream.wav", sure_stream.samples)
+
+
+# --------------------------------------------------------------------------- #
+# TLS: a private certificate authority and a server certificate for 127.0.0.1 (tests/rest, tests/cascade)
+# --------------------------------------------------------------------------- #
+
+
+class PkiFiles:
+    """Files of a throw-away PKI: ``ca`` signed ``cert`` (with ``key``) for 127.0.0.1 and localhost;
+    ``other_ca`` signed nothing here, so a client trusting only it must refuse the server."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ca, self.cert, self.key, self.other_ca = (directory / name for name in (
+            "ca.pem", "cert.pem", "key.pem", "other-ca.pem"))
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_test_pki(directory: Path) -> PkiFiles:
+    """A CA, a server certificate it signs and an unrelated CA, with Debian's openssl (as a deployer would)."""
+    pki = PkiFiles(directory)
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca, name in ((pki.ca, "kws test CA"), (pki.other_ca, "somebody else's CA")):
+        _openssl("req", "-x509", *curve, "-keyout", str(ca.with_suffix(".key")), "-out", str(ca),
+                 "-days", "2", "-subj", f"/CN={name}",
+                 "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    request = directory / "server.csr"
+    _openssl("req", "-new", *curve, "-keyout", str(pki.key), "-out", str(request), "-subj", "/CN=127.0.0.1")
+    extensions = directory / "server.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+                          "keyUsage=critical,digitalSignature\nbasicConstraints=critical,CA:FALSE\n")
+    _openssl("x509", "-req", "-in", str(request), "-CA", str(pki.ca), "-CAkey", str(pki.ca.with_suffix(".key")),
+             "-CAcreateserial", "-days", "2", "-out", str(pki.cert), "-extfile", str(extensions))
+    pki.key.chmod(0o600)
+    return pki
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> PkiFiles:
+    """A throw-away PKI (see :class:`PkiFiles`); skipped without openssl (``apt-get install openssl``)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (apt-get install openssl)")
+    return make_test_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    """A token file as a deployer makes one: 32 random bytes, base64url, mode 600."""
+    import secrets
+
+    path = tmp_path / "token"
+    path.write_text(secrets.token_urlsafe(32) + "\n")
+    path.chmod(0o600)
+    return path

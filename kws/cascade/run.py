@@ -33,7 +33,7 @@ from kws.cascade.calibrate import (
 from kws.cascade.sweep import DEFAULT_SWEEP_PLOT, run_sweep
 from kws.data.clips import Clip
 from kws.model.runtime import KeywordModel
-from kws.rest.client import BigAnswer, BigClient, BigUnavailable
+from kws.rest.client import BigAnswer, BigClient, BigError, BigUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,9 @@ class ClipOutcome:
     big: str | None
     """Big's label, or None when Big was not asked or did not answer."""
     fallback: bool
-    """Big was asked but could not answer, so Little's label stood."""
+    """Big was asked but gave no usable answer, so Little's label stood."""
+    fallback_reason: str | None
+    """Why (one of :data:`kws.rest.client.FAILURE_REASONS`), for a fallback."""
     little_ms: float
     end_to_end_ms: float
     body_bytes: int
@@ -75,19 +77,20 @@ def classify_clip(clip: Clip, little: KeywordModel, big: BigClient, threshold: f
     little_seconds = time.perf_counter() - started
     margin = float(rule.score_margin(probabilities))
     answer: BigAnswer | None = None
-    fallback = False
+    fallback_reason = None
     if rule.asks_big(margin, threshold):
         try:
             answer = big.predict(samples)
-        except BigUnavailable:
-            fallback = True
+        except BigError as error:  # down, refusing, slow or talking nonsense: Little's answer stands
+            fallback_reason = error.reason
     return ClipOutcome(
         clip=clip.key,
         label=clip.label,
         little=little.labels[int(np.argmax(probabilities))],
         margin=round(margin, 6),
         big=answer.label if answer else None,
-        fallback=fallback,
+        fallback=fallback_reason is not None,
+        fallback_reason=fallback_reason,
         little_ms=little_seconds * 1000.0,
         end_to_end_ms=(time.perf_counter() - started) * 1000.0,
         body_bytes=answer.body_bytes if answer else 0,
@@ -99,7 +102,8 @@ def classify_clip(clip: Clip, little: KeywordModel, big: BigClient, threshold: f
 def run_cascade(
     clips: Sequence[Clip], little: KeywordModel, big: BigClient, threshold: float, progress: bool = True
 ) -> list[ClipOutcome]:
-    """Classify every clip; a Big outage only turns requests into fallbacks."""
+    """Classify every clip; a Big outage or a bad answer only turns requests into fallbacks."""
+    big.expect_labels(little.labels)
     outcomes: list[ClipOutcome] = []
     asked = fallbacks = 0
     with tqdm(clips, desc="cascade", unit="clip", disable=not progress) as bar:
@@ -110,8 +114,15 @@ def run_cascade(
             fallbacks += outcome.fallback
             bar.set_postfix(big=asked, fallbacks=fallbacks, refresh=False)
     if fallbacks:
-        log.warning("%d of %d Big requests fell back to Little's answer", fallbacks, asked)
+        reasons = ", ".join(f"{reason} {count}" for reason, count in fallback_reasons(outcomes).items())
+        # The outage itself was a warning when it began; this is the tally (the report has it too).
+        log.info("%d of %d Big requests fell back to Little's answer (%s)", fallbacks, asked, reasons)
     return outcomes
+
+
+def fallback_reasons(outcomes: Sequence[ClipOutcome]) -> dict[str, int]:
+    """How many fallbacks had each reason, most frequent first."""
+    return dict(Counter(o.fallback_reason for o in outcomes if o.fallback_reason).most_common())
 
 
 def summarize(outcomes: Sequence[ClipOutcome], threshold: float) -> dict[str, Any]:
@@ -120,7 +131,9 @@ def summarize(outcomes: Sequence[ClipOutcome], threshold: float) -> dict[str, An
     ``accuracy`` is the cascade's and ``little_accuracy`` Little's alone, both over
     the ``labelled`` clips only (None when no clip has a label). ``big_requests``
     counts the clips sent to Big (margin below ``threshold``), answered or not;
-    ``fallbacks`` those Big could not answer, where Little's label stood.
+    ``fallbacks`` those Big could not answer, where Little's label stood, and
+    ``fallback_reasons`` counts them by reason (``timeout``, ``circuit_open``,
+    ``bad_scores``, ...: see :data:`kws.rest.client.FAILURE_REASONS`).
     ``communication_bytes`` sums the request bodies (the SenML packs) Big answered,
     split by payload in ``bytes_by_payload``; ``wire_bytes`` adds the HTTP heads
     both ways and the response bodies, measured per exchange by
@@ -148,6 +161,7 @@ def summarize(outcomes: Sequence[ClipOutcome], threshold: float) -> dict[str, An
         "big_requests": big_requests,
         "big_fraction": round(big_requests / samples, 6) if samples else 0.0,
         "fallbacks": sum(o.fallback for o in outcomes),
+        "fallback_reasons": fallback_reasons(outcomes),
         "communication_bytes": communication,
         "bytes_by_payload": by_payload,
         "wire_bytes": sum(o.wire_bytes for o in outcomes),
@@ -188,7 +202,11 @@ def shipped_cascade(little: KeywordModel) -> dict[str, Any] | None:
 
 def check_big(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
     """Big's name and sha256, after checking it knows Little's labels and agreeing on a payload;
-    None when Big is down (its answers then fall back to Little's, clip by clip)."""
+    None when Big is down (its answers then fall back to Little's, clip by clip).
+
+    Metadata that is not a model's (BigBadAnswer) is raised: the URL names something else.
+    """
+    big.expect_labels(little.labels)
     try:
         info = big.negotiate()
     except BigUnavailable:
@@ -254,6 +272,7 @@ def run_session(
 
 def recalibrate(settings: SessionSettings, little: KeywordModel, big: BigClient) -> Calibration:
     """The shipped rule on the user's own labelled clips, against the service's Big (BigUnavailable if it is down)."""
+    big.expect_labels(little.labels)
     info = big.negotiate()
     return calibrate(settings.calibrate_dirs, settings.calibrate_split, little, service_answerer(big), info,
                      progress=settings.progress)
@@ -268,9 +287,10 @@ def format_run_summary(report: dict[str, Any]) -> str:
         quality = (f"accuracy {report['accuracy']:.4f} (Little alone {report['little_accuracy']:.4f}) "
                    f"on {report['labelled']} labelled of {report['samples']} clips")
     payloads = ", ".join(f"{name} {size / rule.MEGABYTE:.3f} MB" for name, size in report["bytes_by_payload"].items())
+    reasons = ", ".join(f"{reason} {count}" for reason, count in report.get("fallback_reasons", {}).items())
     return (
         f"{quality}; threshold {report['threshold']:.4f}; Big asked {report['big_requests']} times "
-        f"({100 * report['big_fraction']:.1f}%), {report['fallbacks']} fallbacks; "
+        f"({100 * report['big_fraction']:.1f}%), {report['fallbacks']} fallbacks{f' ({reasons})' if reasons else ''}; "
         f"{megabytes:.3f} MB sent{f' ({payloads})' if payloads else ''}, "
         f"{report['mb_per_800_clips']:.3f} MB per 800 clips"
     )

@@ -100,6 +100,7 @@ def run_sweep(
 ) -> dict[str, Any]:
     """Ask Big about every clip once, evaluate every threshold offline and draw the plot; the report's
     ``rows`` are what :func:`format_sweep_table` prints."""
+    big.expect_labels(little.labels)
     info = big.negotiate()
     paired = predict_both(clips, little, service_answerer(big), FeatureConfig.from_dict(info["feature_config"]),
                           desc="sweep", progress=progress)

@@ -8,10 +8,17 @@ so the flags, their checks and their messages are written once.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from kws.rest.auth import TokenFileError, read_token_file
+from kws.rest.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURES
 from kws.rest.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, PAYLOAD_CHOICES, BigClient
 from kws.wire.audio_pack import AudioPackError, check_device_id
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE = "http://127.0.0.1:8080"
 
@@ -24,17 +31,33 @@ def add_big_client_arguments(parser: argparse.ArgumentParser) -> argparse._Argum
     )
     group.add_argument(
         "--timeout", metavar="S", type=float, default=DEFAULT_TIMEOUT_S,
-        help="seconds per Big request attempt (default: %(default)s)",
+        help="seconds per Big request attempt: connecting, each read, the whole answer; never retried "
+        "(default: %(default)s)",
     )
     group.add_argument(
         "--retries", metavar="N", type=int, default=DEFAULT_RETRIES,
-        help="extra attempts on network errors and 502/503/504 (default: %(default)s)",
+        help="extra attempts on refused or reset connections and 502/503/504 (default: %(default)s)",
     )
     group.add_argument("--device", metavar="ID", help="device id in the SenML base name (default: this host's name)")
     group.add_argument(
         "--payload", choices=PAYLOAD_CHOICES, default="auto",
         help="what goes to Big: the clip (pcm, ~43 KB) or Big's int8 features (~3 KB); "
         "auto takes features when the service does (default: %(default)s)",
+    )
+    group.add_argument(
+        "--token-file", type=Path, metavar="FILE",
+        help="send 'Authorization: Bearer <token>', the token being FILE's first line",
+    )
+    group.add_argument(
+        "--cafile", type=Path, metavar="PEM", help="CA certificate(s) an https:// --service must be signed by"
+    )
+    group.add_argument(
+        "--breaker-failures", metavar="N", type=int, default=DEFAULT_FAILURES,
+        help="after N failures in a row stop asking Big for a cool-down (default: %(default)s)",
+    )
+    group.add_argument(
+        "--breaker-cooldown", metavar="S", type=float, default=DEFAULT_COOLDOWN_S,
+        help="seconds Big is not asked once the breaker opens, then it is tried again (default: %(default)s)",
     )
     return group
 
@@ -46,6 +69,20 @@ def check_big_client_arguments(parser: argparse.ArgumentParser, args: argparse.N
         parser.error(f"--service must be an http:// or https:// URL with a host, got {args.service!r}")
     if args.timeout <= 0 or args.retries < 0:
         parser.error("--timeout must be positive and --retries at least 0")
+    if args.breaker_failures < 1 or args.breaker_cooldown < 0:
+        parser.error("--breaker-failures must be at least 1 and --breaker-cooldown at least 0")
+    if args.cafile is not None and not args.cafile.is_file():
+        parser.error(f"--cafile {args.cafile} is not a file")
+    if args.cafile is not None and service.scheme != "https":
+        parser.error("--cafile checks an https:// --service; this one is http://")
+    args.token = None
+    if args.token_file is not None:
+        try:
+            args.token = read_token_file(args.token_file)
+        except TokenFileError as error:
+            parser.error(f"--token-file: {error}")
+        if service.scheme == "http" and not _is_loopback(service.hostname):
+            log.warning("--token-file over http:// to %s: the token crosses the network in clear", service.hostname)
     if args.device is not None:
         try:
             check_device_id(args.device)
@@ -53,5 +90,17 @@ def check_big_client_arguments(parser: argparse.ArgumentParser, args: argparse.N
             parser.error(f"--device: {error}")
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def big_client_from_args(args: argparse.Namespace) -> BigClient:
-    return BigClient(args.service, timeout=args.timeout, retries=args.retries, device=args.device, payload=args.payload)
+    """The client the checked flags describe (after :func:`check_big_client_arguments`)."""
+    return BigClient(
+        args.service, timeout=args.timeout, retries=args.retries, device=args.device, payload=args.payload,
+        token=args.token, cafile=None if args.cafile is None else str(args.cafile),
+        breaker_failures=args.breaker_failures, breaker_cooldown_s=args.breaker_cooldown,
+    )

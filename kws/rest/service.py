@@ -14,12 +14,15 @@ Every error is JSON, ``{"error": "<what is wrong>", "status": N}``, never an HTM
 page, and never takes the service down:
 
 ====  ==============================================================
-400   not valid SenML: malformed JSON, RFC 8428 violations, bad base64
+400   not valid SenML: malformed JSON, RFC 8428 violations, bad base64, JSON
+      nested too deep, numbers no double holds; or malformed HTTP
+401   /predict without the service's bearer token (when it has one)
 422   valid SenML but not one usable clip: no audio record or two, no
       or wrong sample rate, odd byte count, empty or longer than 1 s; or
       features of another shape or FeatureConfig than the model's (the
       message names every field that differs)
 413   body over the size limit (64 KiB; a 1 s clip needs about 43 KB)
+414   request line over 4 KiB; 431: head over 16 KiB or over 100 lines
 415   Content-Type other than application/senml+json
 405   wrong method (the ``Allow`` header lists the right ones)
 404   unknown path
@@ -27,8 +30,9 @@ page, and never takes the service down:
 500   a bug; the traceback goes to the log, not to the client
 ====  ==============================================================
 
-The app is CherryPy; it is served by cheroot (CherryPy's own HTTP server)
-directly rather than through the global ``cherrypy.engine``, so one process can
+The app is CherryPy, served by waitress through :mod:`kws.rest.server` (which
+enforces the HTTP limits while reading and keeps slow clients off the worker
+threads) rather than through the global ``cherrypy.engine``, so one process can
 run several independent servers and stop each one cleanly, which the tests and
 the benchmark rely on. TFLite interpreters are not thread-safe, so each worker
 thread gets its own clone of the model on first use.
@@ -42,18 +46,20 @@ import contextlib
 import html
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cheroot.wsgi
 import cherrypy
 import numpy as np
 
 from kws.model.runtime import KeywordModel, load_model
+from kws.rest.auth import require_bearer_token
 from kws.rest.metrics import PROMETHEUS_CONTENT_TYPE, HttpMetrics, metrics_middleware
+from kws.rest.server import ServerHandle, ServerLimits, serve
 from kws.wire import audio_pack, features_pack, senml
 
 log = logging.getLogger(__name__)
@@ -66,6 +72,9 @@ DEFAULT_THREADS = 8
 MAX_BODY_BYTES = 64 * 1024
 JSON_CONTENT_TYPE = "application/json"
 PATHS = ("/predict", "/health", "/model", "/metrics")
+#: What a bearer token guards when the service has one: the answers. /health, /model and
+#: /metrics stay open to load balancers and monitoring; none of them can steer an answer.
+PROTECTED_PATHS = ("/predict",)
 #: What /predict accepts, as /health lists it: a clip (SenML audio pack) or its features (features pack).
 PAYLOADS = ("pcm", "features")
 
@@ -285,47 +294,17 @@ def service_metrics(service: BigService) -> HttpMetrics:
     return metrics
 
 
-def build_app(service: BigService, metrics: HttpMetrics | None = None) -> Any:
-    """The WSGI app: the CherryPy handlers with JSON errors, wrapped in request metrics."""
+def build_app(service: BigService, metrics: HttpMetrics | None = None, token: str | None = None) -> Any:
+    """The WSGI app: the CherryPy handlers with JSON errors, behind the bearer token when one is
+    given (:data:`PROTECTED_PATHS`), wrapped in request metrics (so 401s are counted too)."""
     metrics = metrics or service_metrics(service)
     config = {"/": {"tools.encode.on": False}}  # handlers return bytes, already encoded
     app = cherrypy.Application(Endpoints(service, metrics), script_name="", config=config)
     app.request_class = JsonErrorsRequest
     # No access line per request: it would cost throughput and /metrics counts requests anyway.
     app.log.access_log.disabled = True
-    return metrics_middleware(app, metrics)
-
-
-class ServerHandle:
-    """A running server: its URL, and :meth:`stop` to shut it down."""
-
-    def __init__(self, server: cheroot.wsgi.Server, thread: threading.Thread, metrics: HttpMetrics) -> None:
-        self._server = server
-        self._thread = thread
-        self.metrics = metrics
-        """The server's request counters (what /metrics shows)."""
-        self.host, self.port = server.bind_addr[:2]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def stop(self) -> None:
-        """Close the listening socket and the open connections, and wait for the workers."""
-        self._server.stop()
-        self._thread.join(timeout=10)
-        log.info("stopped listening on %s", self.url)
-
-    def wait(self) -> None:
-        """Block until the server stops (or the process is interrupted)."""
-        while self._thread.is_alive():
-            self._thread.join(timeout=0.5)
-
-    def __enter__(self) -> ServerHandle:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    guarded = app if token is None else require_bearer_token(app, token, PROTECTED_PATHS)
+    return metrics_middleware(guarded, metrics)
 
 
 def start_server(
@@ -333,27 +312,19 @@ def start_server(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     threads: int = DEFAULT_THREADS,
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    limits: ServerLimits | None = None,
 ) -> ServerHandle:
     """Listen on ``host:port`` (0 picks a free port) and serve ``service`` from a background thread.
 
-    Raises OSError when the address cannot be bound. Idle keep-alive connections
-    wait in cheroot's selector, not in a worker, so ``threads`` bounds the
-    concurrent *inferences*, not the number of connected clients.
+    ``token``: /predict requires ``Authorization: Bearer <token>``; ``ssl_context``:
+    HTTPS (:func:`kws.rest.tls.server_context`). The HTTP limits are
+    :class:`~kws.rest.server.ServerLimits` with the service's body limit. Raises
+    OSError when the address cannot be bound. Connections are read by one I/O
+    thread (:mod:`kws.rest.server`), so ``threads`` bounds the concurrent
+    *inferences*, not the number of connected or slow clients.
     """
     metrics = service_metrics(service)
-    server = cheroot.wsgi.Server(
-        (host, port),
-        build_app(service, metrics),
-        numthreads=threads,
-        server_name="kws-big-service",
-        request_queue_size=128,  # listen backlog: a burst of clients connecting at once
-        timeout=30,
-        shutdown_timeout=5,
-    )
-    server.keep_alive_conn_limit = 256  # cheroot's default of 10 would close most clients' keep-alive
-    server.prepare()
-    thread = threading.Thread(target=server.serve, name=f"big-service-{server.bind_addr[1]}", daemon=True)
-    thread.start()
-    handle = ServerHandle(server, thread, metrics)
-    log.info("listening on %s with %d worker threads", handle.url, threads)
-    return handle
+    limits = limits or ServerLimits(max_body_bytes=service.max_body_bytes)
+    return serve(build_app(service, metrics, token), host, port, threads, limits, metrics, ssl_context)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -249,8 +250,52 @@ def _json_type(value: Any) -> str:
 # --------------------------------------------------------------------------- #
 
 
+#: How deep a pack may nest. A SenML pack is an array of objects of scalars (depth 2); the margin
+#: keeps messages about non-SenML JSON precise while the parser's recursion stays far from Python's limit.
+MAX_JSON_DEPTH = 8
+#: Longest integer literal read (digits): 19 hold any int64; longer ones are no SenML number (an
+#: IEEE double) a sender meant, and Python would spend time converting or refuse past 4 300 digits.
+MAX_INTEGER_DIGITS = 19
+
+_JSON_STRUCTURE = re.compile(r'[\[\]{}"]')
+#: The rest of a JSON string after its opening quote, up to and including the closing one.
+_JSON_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
 def _reject_constant(name: str) -> None:
     raise SenMLError(f"{name} is not a JSON number")
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INTEGER_DIGITS:
+        raise SenMLError(f"integer {text[:24]}... has {digits} digits, over the {MAX_INTEGER_DIGITS} a number may have")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise SenMLError(f"number {text[:40]} is out of the range of a double")
+    return value
+
+
+def _check_depth(text: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` before parsing it: deep nesting would otherwise end in
+    a RecursionError. Linear, and skips string contents (a clip's base64 is one long string)."""
+    depth = position = 0
+    while (match := _JSON_STRUCTURE.search(text, position)) is not None:
+        char = match.group()
+        if char == '"':
+            rest = _JSON_STRING_REST.match(text, match.end())
+            if rest is None:  # an unterminated string: the parser says where
+                return
+            position = rest.end()
+            continue
+        depth += 1 if char in "[{" else -1
+        if depth > limit:
+            raise SenMLError(f"JSON nested deeper than {limit} levels; a SenML pack is an array of flat records")
+        position = match.end()
 
 
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -263,13 +308,28 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def loads(payload: bytes | str, now: float | None = None) -> list[dict[str, Any]]:
-    """Parse SenML JSON text (UTF-8 bytes or str) and :func:`resolve` it."""
+    """Parse SenML JSON text (UTF-8 bytes or str) and :func:`resolve` it.
+
+    Whatever the text, the outcome is records or a :class:`SenMLError`: bytes must be UTF-8
+    (RFC 8259 section 8.1; no UTF-16 guessing), nesting is bounded, and numbers must fit a double.
+    """
     try:
-        pack = json.loads(payload, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates)
+        text = payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload
     except UnicodeDecodeError as error:
         raise SenMLError(f"SenML JSON must be UTF-8 ({error.reason} at byte {error.start})") from error
+    _check_depth(text)
+    try:
+        pack = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            object_pairs_hook=_object_without_duplicates,
+        )
     except json.JSONDecodeError as error:
         raise SenMLError(f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}") from error
+    except RecursionError as error:  # defensive: _check_depth bounds the nesting well below this
+        raise SenMLError("JSON nested too deeply") from error
     return resolve(pack, now=now)
 
 

@@ -1,5 +1,6 @@
 """The Little client end to end against a real Big service: runs with the shipped threshold, both payloads,
-unlabelled clips, outages, recalibration, the sweep, and CLI errors."""
+unlabelled clips, outages, recalibration, the sweep, and CLI errors; and against broken Bigs
+(bench/broken_big.py), a token and HTTPS: fallbacks counted by reason, never a crash."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.broken_big import EXPECTED_REASON, BrokenBig, all_broken
 from kws.audio import read_wav
 from kws.cascade.calibrate import CALIBRATION_SPLIT, calibrate, service_answerer
 from kws.cascade.run import run_cascade, summarize
@@ -283,3 +285,98 @@ def test_missing_inputs_name_what_is_wrong(tmp_path, little_model_path, run_clie
 def test_missing_model_names_the_flag(tmp_path, run_client) -> None:
     status, _, err = run_client(["--data-dir", str(tmp_path), "--model", str(tmp_path / "none"), "--threshold", "0.1"])
     assert status == 2 and "--model" in err
+
+
+# --------------------------------------------------------------------------- #
+# A broken, hostile or locked Big: the run finishes on Little's answers, fallbacks counted by reason
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("behaviour", all_broken())
+def test_run_against_a_broken_big_keeps_little_answers(
+    behaviour, small_dataset, little_model_path, tmp_path, run_client
+) -> None:
+    report_path = tmp_path / "report.json"
+    with BrokenBig(behaviour) as broken:
+        status, out, err = run_client([
+            "--service", broken.url, "--data-dir", str(small_dataset), "--model", str(little_model_path),
+            "--threshold", "1.0", "--timeout", "0.5", "--report", str(report_path),  # every clip is sent to Big
+        ])
+        asked = broken.predict_requests
+    assert status == 0, err
+    assert "Traceback" not in err
+    report = json.loads(report_path.read_text())
+    assert report["big_requests"] == report["samples"] == report["fallbacks"]
+    assert report["accuracy"] == report["little_accuracy"]
+    assert all(clip["big"] is None and clip["fallback"] for clip in report["clips"])
+    reasons = report["fallback_reasons"]
+    assert reasons[EXPECTED_REASON[behaviour]] == asked == 3, "three failures open the breaker"
+    assert reasons.get("circuit_open", 0) == report["samples"] - 3
+    summary = f"{report['fallbacks']} fallbacks (circuit_open {report['samples'] - 3}, {EXPECTED_REASON[behaviour]} 3)"
+    assert summary in out
+
+
+def test_malformed_model_metadata_is_a_clear_error_naming_the_service(
+    small_dataset, little_model_path, run_client
+) -> None:
+    with BrokenBig("good", model_body=b"<html>hello</html>") as fake:
+        status, _, err = run_client([
+            "--service", fake.url, "--data-dir", str(small_dataset), "--model", str(little_model_path),
+            "--threshold", "0.5",
+        ])
+    assert status == 2
+    assert f"error: --service {fake.url} does not answer as a Big service" in err and "/model" in err
+    assert "Traceback" not in err
+
+
+def test_token_and_https_end_to_end(
+    big_model_path, small_dataset, little_model_path, tmp_path, run_client, test_pki, token_file
+) -> None:
+    from kws.rest.auth import read_token_file
+    from kws.rest.tls import server_context
+
+    service = BigService(big_model_path)
+    service.load()
+    context = server_context(test_pki.cert, test_pki.key)
+    token = read_token_file(token_file)
+    with start_server(service, port=0, threads=2, token=token, ssl_context=context) as handle:
+        common = ["--service", handle.url, "--data-dir", str(small_dataset), "--model", str(little_model_path),
+                  "--threshold", "1.0"]
+        report_path = tmp_path / "r.json"
+        status, _, err = run_client([*common, "--token-file", str(token_file), "--cafile", str(test_pki.ca),
+                                     "--report", str(report_path)])
+        assert status == 0, err
+        report = json.loads(report_path.read_text())
+        assert report["fallbacks"] == 0 and report["big_requests"] == report["samples"] == predict_requests(handle)
+
+        wrong = tmp_path / "wrong-token"
+        wrong.write_text("not-the-token-0123456789\n")
+        wrong.chmod(0o600)
+        # /model needs no token, so the breaker opens after three refused clips; an untrusted
+        # certificate fails /model as well, which is the first of the three failures.
+        for flags, reason, failed_clips in (
+            (["--token-file", str(wrong), "--cafile", str(test_pki.ca)], "unauthorized", 3),
+            (["--cafile", str(test_pki.ca)], "unauthorized", 3),
+            (["--token-file", str(token_file), "--cafile", str(test_pki.other_ca)], "tls", 2),
+        ):
+            status, _, err = run_client([*common, *flags, "--report", str(report_path)])
+            assert status == 0, err
+            report = json.loads(report_path.read_text())
+            assert report["fallbacks"] == report["samples"], flags
+            assert report["fallback_reasons"] == {
+                reason: failed_clips, "circuit_open": report["samples"] - failed_clips
+            }, flags
+            assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "complaint"),
+    [
+        (["--token-file", "/nonexistent"], "--token-file: cannot read /nonexistent"),
+        (["--cafile", "/nonexistent.pem"], "--cafile /nonexistent.pem is not a file"),
+        (["--breaker-failures", "0"], "--breaker-failures must be at least 1"),
+    ],
+)
+def test_bad_security_flags_are_cli_errors(flags, complaint, run_client) -> None:
+    status, _, err = run_client(["--data-dir", "nowhere", "--service", "https://127.0.0.1:1", *flags])
+    assert status == 2 and complaint in err and "Traceback" not in err

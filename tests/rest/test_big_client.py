@@ -1,18 +1,32 @@
-"""BigClient's byte accounting against the bytes a raw socket really carries, and its failure kinds."""
+"""BigClient's byte accounting against the bytes a raw socket really carries, its failure kinds, and what it
+does with a broken or hostile Big: every answer checked, a size cap, no retried timeouts, a circuit breaker."""
 
 from __future__ import annotations
 
+import json
+import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from kws.rest.client import BigClient, BigRejected, BigUnavailable, exchange_bytes
+from bench.broken_big import EXPECTED_REASON, BrokenBig, all_broken
+from kws.rest.client import (
+    FAILURE_REASONS,
+    BigBadAnswer,
+    BigClient,
+    BigError,
+    BigRejected,
+    BigUnavailable,
+    exchange_bytes,
+)
 from kws.util.net import free_tcp_port
 
-ANSWER = b'{"label":"yes","index":5,"scores":[0,0,0,0,0,1,0,0],"labels":["down","stop","right","left","up","yes","no","go"],"model":{"name":"fake","sha256":"0"},"inference_ms":1.0}'  # noqa: E501
+# Both a /predict answer and (name, sha256, labels) model metadata: RecordingServer answers every path with it.
+ANSWER = b'{"name":"fake","sha256":{"tflite":"0"},"label":"yes","index":5,"scores":[0,0,0,0,0,1,0,0],"labels":["down","stop","right","left","up","yes","no","go"],"model":{"name":"fake","sha256":"0"},"inference_ms":1.0}'  # noqa: E501
 
 
 class RecordingServer:
@@ -48,8 +62,8 @@ class RecordingServer:
                 while len(body) < length:
                     body += connection.recv(65536)
                 self.received += head + b"\r\n\r\n" + body
+                self.sent += self.response  # before sending: the client may compare as soon as it has read
                 connection.sendall(self.response)
-                self.sent += self.response
 
     def close(self) -> None:
         self.listener.close()
@@ -99,8 +113,9 @@ def test_5xx_after_retries_is_unavailable() -> None:
 def test_connection_refused_is_unavailable_and_warned_once(caplog) -> None:
     with BigClient(f"http://127.0.0.1:{free_tcp_port()}", retries=0, payload="pcm") as big:
         for _ in range(3):
-            with pytest.raises(BigUnavailable):
+            with pytest.raises(BigUnavailable) as caught:
                 big.predict(np.zeros(100, dtype=np.int16))
+            assert caught.value.reason == "unreachable", "refused is not a timeout (urllib3 files it under one)"
     assert sum("unreachable" in record.getMessage() for record in caplog.records) == 1
 
 
@@ -120,5 +135,127 @@ def test_auto_payload_takes_features_only_from_a_service_that_lists_them() -> No
             answer = big.predict(np.zeros(16_000, dtype=np.int16))
         assert big.payload == "pcm" and answer.payload == "pcm"
         assert b"GET /health" in server.received and b'"n":"audio"' in server.received
+    finally:
+        server.close()
+
+
+# --------------------------------------------------------------------------- #
+# A broken or hostile Big (bench/broken_big.py): a BigError with the right reason, never a crash
+# --------------------------------------------------------------------------- #
+
+PI_LABELS = ("down", "stop", "right", "left", "up", "yes", "no", "go")
+
+
+@pytest.mark.parametrize("behaviour", all_broken())
+def test_each_broken_answer_is_a_big_error_with_its_reason(behaviour: str) -> None:
+    with BrokenBig(behaviour) as broken, BigClient(broken.url, timeout=0.5, retries=0) as big:
+        big.expect_labels(PI_LABELS)
+        with pytest.raises(BigError) as caught:
+            big.predict(np.zeros(100, dtype=np.int16))
+    assert caught.value.reason == EXPECTED_REASON[behaviour], caught.value
+    assert caught.value.reason in FAILURE_REASONS
+
+
+def test_a_good_answer_passes_every_check() -> None:
+    with BrokenBig("good") as fine, BigClient(fine.url) as big:
+        big.expect_labels(PI_LABELS)
+        answer = big.predict(np.zeros(100, dtype=np.int16))
+    assert answer.label == "yes" and answer.labels[answer.index] == "yes" and answer.scores.sum() == 1
+
+
+def test_a_200_mb_answer_is_cut_at_the_cap() -> None:
+    with BrokenBig("huge") as huge, BigClient(huge.url, retries=0, max_response_bytes=100_000) as big:
+        with pytest.raises(BigBadAnswer, match="over the 100000-byte cap"):
+            big.predict(np.zeros(100, dtype=np.int16))
+
+
+def test_a_slow_big_costs_one_timeout_not_one_per_retry() -> None:
+    with BrokenBig("slow") as slow, BigClient(slow.url, timeout=0.3, retries=2) as big:
+        with pytest.raises(BigUnavailable) as caught:
+            big.predict(np.zeros(100, dtype=np.int16))
+        assert caught.value.reason == "timeout"
+        assert slow.predict_requests == 1, "a read timeout is not retried"
+
+
+def test_the_breaker_stops_asking_after_failures_in_a_row_and_tries_again_after_the_cooldown(caplog) -> None:
+    with BrokenBig("server-error") as broken, BigClient(
+        broken.url, retries=0, breaker_failures=3, breaker_cooldown_s=0.5
+    ) as big, caplog.at_level(logging.DEBUG, logger="kws.rest"):
+        reasons = []
+        for _ in range(6):
+            with pytest.raises(BigError) as caught:
+                big.predict(np.zeros(100, dtype=np.int16))
+            reasons.append(caught.value.reason)
+        assert reasons == ["server_error"] * 3 + ["circuit_open"] * 3
+        assert broken.predict_requests == 3, "an open circuit asks nobody"
+        time.sleep(0.6)
+        with pytest.raises(BigError) as caught:
+            big.predict(np.zeros(100, dtype=np.int16))
+        assert caught.value.reason == "server_error" and broken.predict_requests == 4, "one trial after the cool-down"
+        with pytest.raises(BigError) as caught:
+            big.predict(np.zeros(100, dtype=np.int16))
+        assert caught.value.reason == "circuit_open", "a failed trial opens it again"
+    openings = [r for r in caplog.records if "failed 3 times in a row" in r.getMessage()]
+    assert len(openings) == 1 and openings[0].levelno == logging.WARNING, "said once"
+
+
+def test_the_breaker_closes_when_big_answers_again(caplog) -> None:
+    with BrokenBig("good") as fine, BigClient(fine.url, breaker_failures=1, breaker_cooldown_s=0.2) as big:
+        big.breaker.failure()  # as after an outage
+        assert big.breaker.is_open
+        with pytest.raises(BigUnavailable, match="not asked"):
+            big.predict(np.zeros(100, dtype=np.int16))
+        time.sleep(0.3)
+        with caplog.at_level(logging.INFO, logger="kws.rest"):
+            assert big.predict(np.zeros(100, dtype=np.int16)).label == "yes"
+        assert not big.breaker.is_open
+    assert any("answers again" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        (b"<html>", "not JSON"),
+        (b'{"name":"big","labels":"yes","sha256":{}}', "'labels' must be a non-empty list"),
+        (b'{"name":"big","labels":["a","a"],"sha256":{}}', "repeat a label"),
+        (b'{"name":7,"labels":["a"],"sha256":{}}', "'name' must be a string"),
+        (b'{"name":"big","labels":["a"],"sha256":7}', "'sha256' must be a hex digest"),
+        (b'{"name":"big","labels":["a"],"sha256":{"tflite":7}}', "'sha256' must be a hex digest"),
+        (b"[" * 100_000, "not JSON"),
+    ],
+)
+def test_malformed_model_metadata_is_a_bad_answer(body: bytes, complaint: str) -> None:
+    server = RecordingServer(b"HTTP/1.1 200 OK", body)
+    try:
+        with BigClient(server.url, retries=0) as big, pytest.raises(BigBadAnswer, match=complaint):
+            big.model_info()
+    finally:
+        server.close()
+
+
+def _answer_offering_features(feature_config: object) -> bytes:
+    """ANSWER that also lists both payloads (as /health) and gives ``feature_config`` (as /model)."""
+    offer = b',"payloads":["pcm","features"],"feature_config":' + json.dumps(feature_config).encode()
+    return ANSWER[:-1] + offer + b"}"
+
+
+@pytest.mark.parametrize(
+    ("feature_config", "complaint"),
+    [
+        ({"frame_length": 640, "frame_step": 1, "fft_length": 1 << 16}, "more than the Pi computes"),  # 15 361 FFTs
+        ({"frame_length": "wide"}, "no usable feature_config"),
+        (None, "no usable feature_config"),
+    ],
+    ids=["too-costly", "wrong-type", "missing"],
+)
+def test_a_feature_config_from_big_is_checked_before_the_pi_computes_it(feature_config, complaint, caplog) -> None:
+    server = RecordingServer(b"HTTP/1.1 200 OK", _answer_offering_features(feature_config))
+    try:
+        with caplog.at_level(logging.WARNING), BigClient(server.url, payload="auto") as big:
+            assert big.predict(np.zeros(16_000, dtype=np.int16)).payload == "pcm", "auto falls back to PCM"
+        assert any("sending the clips as PCM" in record.getMessage() for record in caplog.records)
+        with BigClient(server.url, payload="features") as big, pytest.raises(BigBadAnswer) as caught:
+            big.predict(np.zeros(16_000, dtype=np.int16))
+        assert caught.value.reason == "bad_answer" and complaint in str(caught.value)
     finally:
         server.close()

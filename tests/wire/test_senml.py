@@ -229,6 +229,39 @@ def test_non_utf8_is_rejected() -> None:
         senml.loads(b'[{"n":"a","vs":"\xff"}]')
 
 
+@pytest.mark.parametrize(
+    ("payload", "complaint"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "nested deeper than 8 levels"),  # was a RecursionError
+        (b"[" * 100_000, "nested deeper than 8 levels"),
+        (b'[{"n":"a","v":1e999}]', "number 1e999 is out of the range of a double"),
+        (b'[{"n":"a","v":-2.5e400}]', "out of the range of a double"),
+        (b'[{"n":"a","v":1' + b"0" * 400 + b"}]", "has 401 digits"),  # was an OverflowError in float()
+        (b'[{"n":"a","v":-1' + b"0" * 5000 + b"}]", "has 5001 digits"),  # was Python's 4 300-digit ValueError
+        ('[{"n":"a","v":1}]'.encode("utf-16"), "must be UTF-8"),  # json.loads(bytes) would guess UTF-16
+        ('[{"n":"a","v":1}]'.encode("utf-32"), "must be UTF-8"),
+        (b'\xef\xbb\xbf[{"n":"a","v":1}]', "Unexpected UTF-8 BOM"),
+    ],
+    ids=["deep", "deep-unclosed", "huge-float", "huge-negative-float", "int-400-digits", "int-5000-digits",
+         "utf-16", "utf-32", "utf-8-bom"],
+)
+def test_hostile_json_is_a_senml_error(payload: bytes, complaint: str) -> None:
+    with pytest.raises(SenMLError, match=complaint):
+        senml.loads(payload)
+
+
+def test_nesting_limit_counts_structure_not_string_contents() -> None:
+    deep_but_legal = b"[[[[[[[[" + b"]]]]]]]]"  # 8 levels: parsed, then refused as a pack, not as deep
+    with pytest.raises(SenMLError, match="a SenML record is a JSON object"):
+        senml.loads(deep_but_legal)
+    brackets_in_strings = '[{"n":"a","vs":"[[[[[[[[[[[[{{{{{{{\\"[[[["}]'
+    assert senml.loads(brackets_in_strings, now=NOW)[0]["vs"] == '[[[[[[[[[[[[{{{{{{{"[[[['
+
+
+def test_largest_accepted_integer_keeps_its_value() -> None:
+    assert senml.loads('[{"n":"a","v":-9223372036854775808}]', now=NOW)[0]["v"] == -(2**63)
+
+
 def test_duplicate_labels_are_rejected() -> None:
     with pytest.raises(SenMLError, match=r"repeats the field\(s\) \['v'\]"):
         senml.loads('[{"n":"a","v":1,"v":2}]')
