@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.broken_big import BrokenBig, all_broken
-from bench.cli import add_report_arguments, finish, resolve_data_dir_argument
+from bench.common import add_report_arguments, finish, parse_bench_args
 from kws.reports import format_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -115,13 +115,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--allowance-s", type=float, default=4.0, metavar="S",
                         help="the 'few seconds' of the target (default: %(default)s)")
     add_report_arguments(parser, DEFAULT_REPORT)
-    args = parser.parse_args(argv)
-    resolve_data_dir_argument(parser, args)
+    args = parse_bench_args(parser, argv)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
     report = run(args)
     return finish(format_report(report), report, args.report)

@@ -32,7 +32,7 @@ from typing import Any
 
 import requests
 
-from bench.cli import add_report_arguments, finish, resolve_data_dir_argument
+from bench.common import add_report_arguments, finish, parse_bench_args
 from bench.hostile_requests import CATALOGUE, send
 from kws.audio import read_wav
 from kws.data.clips import select_clips
@@ -223,13 +223,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--slow-clients", type=int, default=200, metavar="N", help="slow-loris connections")
     parser.add_argument("--calls", type=int, default=20, metavar="N", help="timed /health and /predict calls")
     add_report_arguments(parser, DEFAULT_REPORT)
-    args = parser.parse_args(argv)
-    resolve_data_dir_argument(parser, args)
+    args = parse_bench_args(parser, argv)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
     report = run(args)
     return finish(format_report(report), report, args.report)

@@ -1,13 +1,17 @@
-"""What the benchmarks' command lines share: the clips folder, checked like every tool checks it, and the log format."""
+"""What the benchmarks' command lines share: the clips folder (checked like every tool checks it),
+the report's path, the log format, and how a run ends (the table on stdout, the JSON on disk)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from kws.data.clips import DatasetError, resolve_data_dir
+from kws.reports import write_json_report
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -23,5 +27,19 @@ def parse_bench_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None
         args.data_dir = resolve_data_dir(args.data_dir)
     except DatasetError as error:
         parser.error(f"--data-dir: {error}")
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     return args
+
+
+def add_report_arguments(parser: argparse.ArgumentParser, default_report: Path) -> None:
+    """``--data-dir`` (the clips rule of every tool) and ``--report``."""
+    add_data_dir_argument(parser)
+    parser.add_argument("--report", type=Path, default=default_report, help="JSON report (default: %(default)s)")
+
+
+def finish(table: str, report: dict[str, Any], path: Path) -> int:
+    """Print the table (stdout is for reports) and write the JSON report."""
+    print(table)
+    write_json_report(path, report)
+    print(f"report written to {path}")
+    return 0
