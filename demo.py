@@ -72,7 +72,7 @@ def run_big_little(data_dir: Path, split: str, threshold: float | None) -> dict[
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(
-        description="Run both collaboration modes end to end on real speech and print their reports.",
+        description="Run both collaboration modes and a listening stream end to end on real speech; print the reports.",
         epilog="Every server the demo needs (the Big service, an MQTT broker, four inference clients) "
         "is started and stopped by it.",
     )
