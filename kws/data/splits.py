@@ -13,7 +13,6 @@ from pathlib import Path
 
 from kws.data import DatasetError
 
-
 #: The named splits; anything else passed as a split is read as a split file.
 SPLIT_NAMES = ("train", "validation", "test", "all")
 VALIDATION_PERCENT = 10.0

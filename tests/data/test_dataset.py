@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from kws.audio import AudioError, decode_wav, read_wav
-from kws.data.clips import Clip, DEFAULT_LABELS, DatasetError, list_clips, sample_clips, select_clips, speaker_of
-from kws.data.splits import partition_of, read_split_file
+from kws.data.clips import DEFAULT_LABELS, Clip, DatasetError, list_clips, sample_clips, select_clips, speaker_of
 from kws.data.download import extract_archive
+from kws.data.splits import partition_of, read_split_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
