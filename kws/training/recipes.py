@@ -93,6 +93,8 @@ RECIPES: dict[str, Recipe] = {
         features=ROBUST_LITTLE_FEATURES,
         options={"width": 1.0, "blocks": 4, "first_kernel": (10, 4), "dropout": 0.1},
         augment=AugmentConfig(**_ROOM_AND_MICROPHONE),
+        epochs=30,  # 30 + 15 pruning epochs: what two shared CPU cores allowed with the heavier augmentation
+        prune_epochs=15,
         prune_sparsity=0.75,
         quantization="int8",
         compress=True,
@@ -104,6 +106,7 @@ RECIPES: dict[str, Recipe] = {
         features=ROBUST_LOG_MEL_FEATURES,
         options={"width": 1.5, "blocks": 5, "first_kernel": (10, 4), "dropout": 0.3},
         augment=dataclasses.replace(_SPEC_AUGMENT, **_ROOM_AND_MICROPHONE),
+        epochs=30,
         non_keywords=True,
         description="service model: wide DS-CNN on log-mel; knows silence and other words; room and microphone",
     ),
