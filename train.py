@@ -33,7 +33,8 @@ from kws.training.recipes import RECIPES
 def format_results(results: Sequence[dict[str, Any]]) -> str:
     """One row per trained model: architecture, parameters, accuracy and sizes."""
     return format_table(
-        ["model", "arch", "params", "val acc", "test acc", "bytes", "zlib", "clips"],
+        ["model", "arch", "params", "val acc", "test acc", "test keywords", "non-keywords rejected", "bytes", "zlib",
+         "clips"],
         [
             [
                 meta["name"],
@@ -41,6 +42,8 @@ def format_results(results: Sequence[dict[str, Any]]) -> str:
                 meta["architecture"]["parameters"],
                 meta["accuracy"]["validation"],
                 meta["accuracy"]["test"],
+                meta["accuracy"].get("test_keywords"),
+                meta["accuracy"].get("test_non_keywords_rejected"),
                 meta["sizes"]["tflite"],
                 meta["sizes"].get("tflite_zlib"),
                 meta["training"]["train_clips"],
@@ -114,10 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.epochs:
             recipe = dataclasses.replace(recipe, epochs=args.epochs, prune_epochs=min(recipe.prune_epochs, args.epochs))
         logging.getLogger("train").info("training %s: %s", name, recipe.description)
-        results.append(train_recipe(
-                name, recipe, data_dirs, args.output_dir, args.seed, args.train_fraction,
-                other_dir if other_dir.is_dir() else None,
-            )
+        available_other = other_dir if other_dir.is_dir() else None
+        results.append(
+            train_recipe(name, recipe, data_dirs, args.output_dir, args.seed, args.train_fraction, available_other)
         )
     print(format_results(results))
     if args.report:

@@ -67,6 +67,7 @@ def trained(small_dataset: Path, small_other: Path, tmp_path_factory: pytest.Tem
         name: {
             "metadata": train_recipe(name, recipe, [small_dataset], output, seed=7, other_dir=small_other),
             "dir": output,
+            "other": small_other,
         }
         for name, recipe in quick.items()
     }
@@ -83,8 +84,8 @@ def test_metadata_describes_the_files(trained: dict[str, dict]) -> None:
             blob = (run["dir"] / filename).read_bytes()
             assert metadata["sizes"][kind] == len(blob)
             assert metadata["sha256"][kind] == hashlib.sha256(blob).hexdigest()
-        # 3 clips x 8 labels of the train split; Little also 2 clips x 4 other words and 10 % silence
-        extra = len(OTHER_WORDS) * OTHER_CLIPS_PER_SPLIT + 2 if RECIPES[name].non_keywords else 0
+        # 3 clips x 8 labels of the train split; Little also the other words' train clips and 10 % silence
+        extra = len(other_word_clips(run["other"], "train")) + 2 if RECIPES[name].non_keywords else 0
         assert metadata["training"]["train_clips"] == 24 + extra
 
 
@@ -119,7 +120,7 @@ def test_non_keyword_figures_are_recorded(trained: dict[str, dict], small_other:
     non-keyword test clips (other words and silence cut from the test part of the noise) it rejected."""
     accuracy = trained["little"]["metadata"]["accuracy"]
     by_dir = accuracy["test_by_data_dir"]
-    assert by_dir[small_other.name]["samples"] == len(OTHER_WORDS) * OTHER_CLIPS_PER_SPLIT
+    assert by_dir[small_other.name]["samples"] == len(other_word_clips(small_other, "test")) > 0
     assert by_dir["_background_noise_"]["samples"] == 2  # 10 % of 24 keyword clips
     for key in ("test_keywords", "test_keywords_rejected", "test_non_keywords_rejected"):
         assert 0.0 <= accuracy[key] <= 1.0
