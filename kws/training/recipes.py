@@ -70,19 +70,20 @@ class Recipe:
 _SPEC_AUGMENT = AugmentConfig(time_masks=2, time_mask_frames=6, frequency_masks=2, frequency_mask_bins=6)
 #: What a Pi hears, for the models that ship to it and serve it: another voice, a room,
 #: recorded background noise (0-30 dB SNR, on 80 % of the clips as Speech Commands' recipe
-#: mixes it), a cheap microphone's band limits, a talker far away (down to -24 dB), a DC
+#: mixes it: 80 % and rooms on 40 % cost Little and Big 4-7 points of clean accuracy in a first
+#: retrain, so half and a quarter), a cheap microphone's band limits, a talker far away (down to -24 dB), a DC
 #: offset, an overdriven input; and wider time shifts, so that a word near the edge of a
 #: streaming window is still recognised.
 _ROOM_AND_MICROPHONE = dict(
     time_shift_ms=150.0,
     min_gain_db=-24.0,
     noise_probability=0.3,
-    pitch_probability=0.3,
+    pitch_probability=0.2,
     pitch_semitones=2.0,
-    room_probability=0.4,
-    background_probability=0.8,
+    room_probability=0.25,
+    background_probability=0.5,
     background_snr_db=(0.0, 30.0),
-    band_limit_probability=0.5,
+    band_limit_probability=0.3,
     dc_offset_probability=0.1,
     clipping_probability=0.1,
 )
@@ -106,7 +107,6 @@ RECIPES: dict[str, Recipe] = {
         features=ROBUST_LOG_MEL_FEATURES,
         options={"width": 1.5, "blocks": 5, "first_kernel": (10, 4), "dropout": 0.3},
         augment=dataclasses.replace(_SPEC_AUGMENT, **_ROOM_AND_MICROPHONE),
-        epochs=30,
         non_keywords=True,
         description="service model: wide DS-CNN on log-mel; knows silence and other words; room and microphone",
     ),
