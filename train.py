@@ -33,7 +33,8 @@ from kws.training.recipes import RECIPES
 def format_results(results: Sequence[dict[str, Any]]) -> str:
     """One row per trained model: architecture, parameters, accuracy and sizes."""
     return format_table(
-        ["model", "arch", "params", "val acc", "test acc", "bytes", "zlib", "clips"],
+        ["model", "arch", "params", "val acc", "test acc", "test keywords", "non-keywords rejected", "bytes", "zlib",
+         "clips"],
         [
             [
                 meta["name"],
@@ -41,6 +42,8 @@ def format_results(results: Sequence[dict[str, Any]]) -> str:
                 meta["architecture"]["parameters"],
                 meta["accuracy"]["validation"],
                 meta["accuracy"]["test"],
+                meta["accuracy"].get("test_keywords"),
+                meta["accuracy"].get("test_non_keywords_rejected"),
                 meta["sizes"]["tflite"],
                 meta["sizes"].get("tflite_zlib"),
                 meta["training"]["train_clips"],
@@ -65,6 +68,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         metavar="DIR",
         help="dataset folder in Speech Commands layout; repeat to train on several "
         "(default: $KWS_DATA_DIR, ../shared/data/speech_commands or data/mini_speech_commands)",
+    )
+    parser.add_argument(
+        "--other-dir",
+        type=Path,
+        metavar="DIR",
+        help="other words and noise recordings (speech_commands_other), for recipes that learn _silence_ and "
+        "_unknown_ or mix in recorded noise (default: speech_commands_other beside the first --data-dir)",
     )
     parser.add_argument(
         "--output-dir", type=Path, default=Path("models"), metavar="DIR", help="where models go (default: %(default)s)"
@@ -95,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for data_dir in data_dirs:
         if not data_dir.is_dir():
             parser.error(f"--data-dir {data_dir} does not exist (run 'python dataset.py download' for the default)")
+    other_dir = args.other_dir or data_dirs[0].parent / "speech_commands_other"
+    needs_other = [n for n in (sorted(RECIPES) if args.all else args.recipe) if RECIPES[n].non_keywords]
+    if needs_other and not other_dir.is_dir():
+        parser.error(f"--other-dir {other_dir} does not exist (recipes {', '.join(needs_other)} need it)")
     from kws.training.pipeline import train_recipe  # TensorFlow loads here, after the arguments are checked
 
     results = []
@@ -103,7 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.epochs:
             recipe = dataclasses.replace(recipe, epochs=args.epochs, prune_epochs=min(recipe.prune_epochs, args.epochs))
         logging.getLogger("train").info("training %s: %s", name, recipe.description)
-        results.append(train_recipe(name, recipe, data_dirs, args.output_dir, args.seed, args.train_fraction))
+        available_other = other_dir if other_dir.is_dir() else None
+        results.append(
+            train_recipe(name, recipe, data_dirs, args.output_dir, args.seed, args.train_fraction, available_other)
+        )
     print(format_results(results))
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ log = logging.getLogger("learning_curve")
 
 
 def learning_curve(
-    recipe_name: str, data_dirs: Sequence[Path], fractions: Sequence[float], seed: int
+    recipe_name: str, data_dirs: Sequence[Path], fractions: Sequence[float], seed: int, other_dir: Path | None = None
 ) -> list[dict[str, Any]]:
     """Train the recipe once per fraction; one row of accuracies per run."""
     rows = []
@@ -37,7 +37,8 @@ def learning_curve(
         for fraction in fractions:
             log.info("training %s on %.0f %% of the training clips", recipe_name, 100 * fraction)
             metadata = train_recipe(
-                f"{recipe_name}_{fraction:.2f}", RECIPES[recipe_name], data_dirs, Path(scratch), seed, fraction
+                f"{recipe_name}_{fraction:.2f}", RECIPES[recipe_name], data_dirs, Path(scratch), seed, fraction,
+                other_dir,
             )
             rows.append(
                 {
@@ -46,6 +47,8 @@ def learning_curve(
                     "validation_accuracy": metadata["accuracy"]["validation"],
                     "test_accuracy": metadata["accuracy"]["test"],
                     "test_by_data_dir": metadata["accuracy"]["test_by_data_dir"],
+                    "test_keywords": metadata["accuracy"].get("test_keywords"),
+                    "test_non_keywords_rejected": metadata["accuracy"].get("test_non_keywords_rejected"),
                     "epochs_run": metadata["training"]["epochs_run"],
                 }
             )
@@ -65,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[0.25, 0.5, 0.75, 1.0],
         help="parts of the training clips to train on (default: %(default)s)",
     )
+    parser.add_argument("--other-dir", type=Path, help="speech_commands_other (other words, noise recordings), for "
+                        "recipes that learn _silence_ and _unknown_ (default: beside the first --data-dir)")
     parser.add_argument("--seed", type=int, default=1234, help="seed for weights, subsets and augmentation")
     parser.add_argument(
         "--report",
@@ -76,12 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(not 0 < fraction <= 1 for fraction in args.fractions):
         parser.error("--fractions must lie in (0, 1]")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rows = learning_curve(args.recipe, args.data_dir, args.fractions, args.seed)
+    other_dir = args.other_dir or args.data_dir[0].parent / "speech_commands_other"
+    available_other = other_dir if other_dir.is_dir() else None
+    rows = learning_curve(args.recipe, args.data_dir, args.fractions, args.seed, available_other)
     print(
         format_table(
-            ["fraction", "train clips", "val acc", "test acc", "epochs"],
+            ["fraction", "train clips", "val acc", "test acc", "test keywords", "non-keywords rejected", "epochs"],
             [
-                [r["fraction"], r["train_clips"], r["validation_accuracy"], r["test_accuracy"], r["epochs_run"]]
+                [r["fraction"], r["train_clips"], r["validation_accuracy"], r["test_accuracy"], r["test_keywords"],
+                 r["test_non_keywords_rejected"], r["epochs_run"]]
                 for r in rows
             ],
         )

@@ -26,7 +26,12 @@ from kws.audio import SAMPLE_RATE, fit_length
 
 #: Added before the logarithm, as the course pipeline did, so silence stays finite.
 LOG_OFFSET = 1e-6
-
+#: Per-clip normalisations of the log-mel spectrogram (``FeatureConfig.normalization``).
+#: ``none``: as the course computed it. ``mean``: each mel bin's mean over the clip's
+#: frames is subtracted (log-mel, equivalently cepstral, mean normalisation), which
+#: removes what a microphone's frequency response and the speaker's distance do to
+#: the clip: a fixed gain per band is a fixed offset per bin in the log domain.
+NORMALIZATIONS = ("none", "mean")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,9 @@ class FeatureConfig:
     num_coefficients: int = 16
     clip_samples: int = SAMPLE_RATE
     """Samples per clip at ``sample_rate``, after padding or trimming."""
+    normalization: str = "none"
+    """Per-clip normalisation of the log-mel spectrogram, one of :data:`NORMALIZATIONS`;
+    applied before the DCT. The default leaves every older model's features as they were."""
 
     def __post_init__(self) -> None:
         if self.frame_length <= 0 or self.frame_step <= 0:
@@ -64,6 +72,8 @@ class FeatureConfig:
             raise ValueError("num_coefficients must be between 0 and num_mel_bins")
         if self.clip_samples < self.frame_length:
             raise ValueError("clip_samples must hold at least one frame")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}")
 
     @property
     def fft_size(self) -> int:
@@ -90,7 +100,12 @@ class FeatureConfig:
         return (self.num_frames, self.num_features)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, except ``normalization`` when it is the default: the metadata of models
+        made before it existed, and the MQTT config they publish, stay byte for byte the same."""
+        data = dataclasses.asdict(self)
+        if data["normalization"] == "none":
+            del data["normalization"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureConfig:
@@ -268,6 +283,8 @@ def features_from_prepared(samples: np.ndarray, config: FeatureConfig) -> np.nda
         float(config.upper_frequency),
     )
     log_mel = np.log(magnitude @ mel_weights + LOG_OFFSET)
+    if config.normalization == "mean":
+        log_mel = log_mel - log_mel.mean(axis=-2, keepdims=True)
     if not config.use_mfcc:
         return log_mel
     return log_mel @ dct_matrix(config.num_mel_bins, config.num_coefficients)

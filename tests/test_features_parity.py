@@ -43,6 +43,8 @@ OWN_CONFIGS = {
     "log-mel-frame-400": FeatureConfig(frame_length=400, frame_step=160, num_mel_bins=32, num_coefficients=0),
     "mfcc-fft-1024": FeatureConfig(frame_length=400, frame_step=200, fft_length=1024, num_mel_bins=64,
                                    upper_frequency=8_000.0, num_coefficients=20),
+    "mfcc-mean-normalized": FeatureConfig(normalization="mean"),
+    "log-mel-mean-normalized": FeatureConfig(num_coefficients=0, normalization="mean"),
 }
 
 
@@ -135,3 +137,29 @@ def test_stft_magnitude(config: FeatureConfig, clips_audio: np.ndarray) -> None:
     ours = preprocessing.stft_magnitude(prepared, config.frame_length, config.frame_step, config.fft_size)
     reference = tf_reference.stft_magnitude(prepared, config).numpy()
     assert_close_to_reference(ours, reference)
+
+
+@pytest.mark.parametrize("num_coefficients", [16, 0], ids=["mfcc", "log-mel"])
+def test_mean_normalization_removes_each_bins_mean_and_a_gain(num_coefficients: int, clips_audio: np.ndarray) -> None:
+    """Normalised features have zero mean over time in every bin, and a 20 dB quieter clip (a
+    fixed offset in the log domain) gives the same features, up to what the log floor changes."""
+    config = FeatureConfig(num_coefficients=num_coefficients, normalization="mean")
+    plain = FeatureConfig(num_coefficients=num_coefficients)
+    prepared = prepare_all(clips_audio[:-1], config)
+    features = preprocessing.features_from_prepared(prepared, config)
+    np.testing.assert_allclose(features.mean(axis=1), 0.0, atol=1e-4 * float(np.abs(features).max()))
+    quieter = preprocessing.features_from_prepared(prepared * 0.1, config)
+    np.testing.assert_allclose(quieter, features, atol=0.05 * float(np.abs(features).max()))
+    unnormalized = preprocessing.features_from_prepared(prepared, plain)
+    np.testing.assert_allclose(features, unnormalized - unnormalized.mean(axis=1, keepdims=True), atol=1e-4)
+
+
+def test_default_normalization_leaves_the_config_as_it_was() -> None:
+    """Models made before the field existed keep their metadata and their MQTT config as they were."""
+    assert "normalization" not in FeatureConfig().to_dict()
+    assert FeatureConfig.from_dict(FeatureConfig().to_dict()) == FeatureConfig()
+    normalized = FeatureConfig(normalization="mean")
+    assert normalized.to_dict()["normalization"] == "mean"
+    assert FeatureConfig.from_dict(normalized.to_dict()) == normalized
+    with pytest.raises(ValueError, match="normalization"):
+        FeatureConfig(normalization="cmvn")

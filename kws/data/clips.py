@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 
 #: The course's class order (``labels.txt``); models store their own order in their metadata.
 DEFAULT_LABELS: tuple[str, ...] = ("down", "stop", "right", "left", "up", "yes", "no", "go")
+#: The label of a model's "no speech here" class (background noise, a quiet room).
+SILENCE = "_silence_"
+#: The label of a model's "speech, but none of the keywords" class.
+UNKNOWN = "_unknown_"
+#: Both, in the order models that know them list them, after the keywords.
+NON_KEYWORD_LABELS: tuple[str, ...] = (SILENCE, UNKNOWN)
 #: Where ``python dataset.py download`` puts the mini Speech Commands clips.
 DEFAULT_DATA_DIR = Path("data/mini_speech_commands")
 _REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -9,19 +9,28 @@ from pathlib import Path
 import numpy as np
 
 from kws.audio import SAMPLE_RATE
-from kws.data.clips import label_indices, load_audio, select_clips
+from kws.data.clips import SILENCE, UNKNOWN, label_indices, load_audio, select_clips
 from kws.features import FeatureConfig, InputStandardization, features_from_prepared, prepare_audio
 from kws.training.augment import augment_audio, mask_features
+from kws.training.non_keywords import SILENCE_FRACTION, NoiseBank, noise_dir_of, other_word_clips, word_weights
 from kws.training.recipes import Recipe
+
+#: ``SplitData.sources`` of the silence clips cut from the noise recordings.
+SILENCE_SOURCE = "_background_noise_"
 
 
 @dataclass
 class SplitData:
-    """One split's audio (float32 at 16 kHz) and label indices, with where each clip came from."""
+    """One split's audio (float32 at 16 kHz) and label indices, with where each clip came from.
+
+    ``weights`` are per-clip loss weights on top of the class weights (rare unknown
+    words count more); None means all ones.
+    """
 
     audio: np.ndarray
     labels: np.ndarray
     sources: np.ndarray
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -31,7 +40,47 @@ class SplitData:
         if fraction >= 1.0:
             return self
         rows = np.sort(np.random.default_rng(seed).permutation(len(self))[: max(1, int(len(self) * fraction))])
-        return SplitData(self.audio[rows], self.labels[rows], self.sources[rows])
+        weights = None if self.weights is None else self.weights[rows]
+        return SplitData(self.audio[rows], self.labels[rows], self.sources[rows], weights)
+
+    def concatenate(self, other: SplitData) -> SplitData:
+        weights = None
+        if self.weights is not None or other.weights is not None:
+            weights = np.concatenate([
+                np.ones(len(self), np.float32) if self.weights is None else self.weights,
+                np.ones(len(other), np.float32) if other.weights is None else other.weights,
+            ])
+        return SplitData(
+            np.concatenate([self.audio, other.audio]),
+            np.concatenate([self.labels, other.labels]),
+            np.concatenate([self.sources, other.sources]),
+            weights,
+        )
+
+
+def load_non_keywords(other_dir: Path, split: str, labels: tuple[str, ...], keyword_clips: int) -> SplitData:
+    """The ``_unknown_`` clips (other words) and ``_silence_`` clips of one split.
+
+    There are ``SILENCE_FRACTION`` x ``keyword_clips`` silence clips. Those of the
+    validation and test splits are cut once, with a fixed seed, from those splits' part
+    of the noise recordings; those of the train split are placeholders (zeros) that
+    :func:`augmented_epoch` cuts afresh every epoch from the training part.
+    """
+    clips = other_word_clips(other_dir, split)
+    unknown = load_audio(clips).astype(np.float32) / 32768.0
+    silence_count = max(1, int(round(SILENCE_FRACTION * keyword_clips)))
+    if split == "train":
+        silence = np.zeros((silence_count, unknown.shape[1]), np.float32)
+    else:
+        seed = {"validation": 11, "test": 12}.get(split, 13)
+        silence = NoiseBank.load(noise_dir_of(other_dir), split).silence(silence_count, np.random.default_rng(seed))
+    sources = [Path(other_dir).name] * len(clips) + [SILENCE_SOURCE] * silence_count
+    return SplitData(
+        np.concatenate([unknown, silence]),
+        np.array([labels.index(UNKNOWN)] * len(clips) + [labels.index(SILENCE)] * silence_count, dtype=np.int64),
+        np.array(sources),
+        np.concatenate([word_weights([clip.label for clip in clips]), np.ones(silence_count, np.float32)]),
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -63,19 +112,34 @@ def clean_features(audio: np.ndarray, config: FeatureConfig, batch: int = 512) -
 _AUGMENTED_EPOCHS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def augmented_epoch(recipe: Recipe, data: SplitData, epoch_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch's augmented features and visiting order (cached; deterministic per seed)."""
-    key = (recipe.features, recipe.augment, len(data), epoch_seed)
+def augmented_epoch(
+    recipe: Recipe, data: SplitData, epoch_seed: int, noise: NoiseBank | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's augmented features and visiting order (cached; deterministic per seed).
+
+    With ``noise`` (the training part of the noise recordings), the silence clips are
+    cut afresh and background noise can be mixed in.
+    """
+    key = (recipe.features, recipe.augment, len(data), epoch_seed, noise is not None)
     if key not in _AUGMENTED_EPOCHS:
         rng = np.random.default_rng(epoch_seed)
-        audio = augment_audio(data.audio, recipe.augment, SAMPLE_RATE, rng)
+        audio = data.audio
+        silent = data.sources == SILENCE_SOURCE
+        if noise is not None and silent.any():
+            audio = audio.copy()
+            audio[silent] = noise.silence(int(silent.sum()), rng)
+        audio = augment_audio(audio, recipe.augment, SAMPLE_RATE, rng, noise)
         features = mask_features(clean_features(audio, recipe.features), recipe.augment, rng)
         _AUGMENTED_EPOCHS[key] = (features, rng.permutation(len(data)))
     return _AUGMENTED_EPOCHS[key]
 
 
 def make_training_sequence(
-    recipe: Recipe, data: SplitData, seed: int, standardization: InputStandardization | None = None
+    recipe: Recipe,
+    data: SplitData,
+    seed: int,
+    standardization: InputStandardization | None = None,
+    noise: NoiseBank | None = None,
 ):
     """A Keras Sequence that gives every epoch freshly augmented clips.
 
@@ -92,13 +156,13 @@ def make_training_sequence(
             super().__init__()
             self.epoch = 0
             self.prefetcher = ThreadPoolExecutor(max_workers=1)
-            self.next_epoch = self.prefetcher.submit(augmented_epoch, recipe, data, seed)
+            self.next_epoch = self.prefetcher.submit(augmented_epoch, recipe, data, seed, noise)
             self.on_epoch_end()
 
         def on_epoch_end(self) -> None:
             self.features, self.order = self.next_epoch.result()
             self.epoch += 1
-            self.next_epoch = self.prefetcher.submit(augmented_epoch, recipe, data, seed + self.epoch)
+            self.next_epoch = self.prefetcher.submit(augmented_epoch, recipe, data, seed + self.epoch, noise)
 
         def __len__(self) -> int:
             return -(-len(data) // recipe.batch_size)
@@ -106,7 +170,10 @@ def make_training_sequence(
         def __getitem__(self, index: int):
             rows = self.order[index * recipe.batch_size : (index + 1) * recipe.batch_size]
             batch = self.features[rows]
-            return (standardization.apply(batch) if standardization else batch), data.labels[rows]
+            batch = standardization.apply(batch) if standardization else batch
+            if data.weights is None:
+                return batch, data.labels[rows]
+            return batch, data.labels[rows], data.weights[rows]
 
     return AugmentedClips()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import time
@@ -11,12 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from kws.data.clips import DEFAULT_LABELS
+from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS
 from kws.features import InputStandardization
 from kws.model.metadata import build_metadata, write_metadata
-from kws.training.data import class_weights, clean_features, load_split, make_training_sequence
+from kws.training.data import (
+    SplitData,
+    class_weights,
+    clean_features,
+    load_non_keywords,
+    load_split,
+    make_training_sequence,
+)
 from kws.training.export import compress, convert, tflite_predictions
 from kws.training.fitting import prune, train_float_model, weight_sparsity
+from kws.training.non_keywords import NoiseBank, noise_dir_of
 from kws.training.recipes import Recipe
 
 log = logging.getLogger(__name__)
@@ -29,11 +38,14 @@ def train_recipe(
     output_dir: Path,
     seed: int,
     train_fraction: float = 1.0,
+    other_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train one recipe end to end and write its files; returns its metadata.
 
     ``train_fraction`` < 1 trains on a random part of the training clips, for
     learning curves (``bench/learning_curve.py``); validation and test stay whole.
+    ``other_dir`` (``speech_commands_other``: other words and noise recordings) is
+    needed by recipes that learn ``_silence_`` and ``_unknown_`` or mix in recorded noise.
     """
     import tensorflow as tf
     import tf_keras as keras
@@ -41,9 +53,17 @@ def train_recipe(
     started = time.time()
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    labels = list(DEFAULT_LABELS)
+    labels = list(DEFAULT_LABELS) + (list(NON_KEYWORD_LABELS) if recipe.non_keywords else [])
+    if other_dir is None and (recipe.non_keywords or recipe.augment.background_probability > 0):
+        raise ValueError(f"recipe {name!r} needs the folder of other words and noise recordings (other_dir)")
     splits = {split: load_split(tuple(data_dirs), split, tuple(labels)) for split in ("train", "validation", "test")}
+    if recipe.non_keywords:
+        splits = {
+            split: data.concatenate(load_non_keywords(other_dir, split, tuple(labels), len(data)))
+            for split, data in splits.items()
+        }
     splits["train"] = train_data = splits["train"].subset(train_fraction, seed)
+    noise = NoiseBank.load(noise_dir_of(other_dir), "train") if other_dir is not None else None
     features = {split: clean_features(data.audio, recipe.features) for split, data in splits.items()}
     mean, variance = features["train"].mean(axis=(0, 1)), features["train"].var(axis=(0, 1))
     # A float model standardises its input in the graph. A full-integer one cannot do it
@@ -55,8 +75,14 @@ def train_recipe(
     standardization = InputStandardization(mean, np.sqrt(variance + 1e-6)) if standardize_outside else None
     if standardization is not None:
         features = {split: standardization.apply(values) for split, values in features.items()}
-    train_sequence = make_training_sequence(recipe, train_data, seed, standardization)
     weights = class_weights(train_data.labels, len(labels))
+    if train_data.weights is not None:
+        # Keras cannot multiply class weights into a Sequence's sample weights of unknown
+        # length, so both are folded into the sample weights here.
+        per_class = np.array([weights[index] for index in range(len(labels))], dtype=np.float32)
+        train_data = dataclasses.replace(train_data, weights=train_data.weights * per_class[train_data.labels])
+        weights = None
+    train_sequence = make_training_sequence(recipe, train_data, seed, standardization, noise)
     val_x, val_y = features["validation"], splits["validation"].labels
 
     normalization = None if standardize_outside else (mean, variance)
@@ -75,17 +101,8 @@ def train_recipe(
 
     accuracy: dict[str, Any] = {"float_validation": round(float_val_accuracy, 4)}
     for split in ("validation", "test"):
-        correct = tflite_predictions(model_bytes, features[split]) == splits[split].labels
-        accuracy[split] = round(float(correct.mean()), 4)
-        per_dir = {}
-        for data_dir in data_dirs:
-            rows = splits[split].sources == str(data_dir)
-            if rows.any():
-                per_dir[Path(data_dir).name] = {
-                    "accuracy": round(float(correct[rows].mean()), 4),
-                    "samples": int(rows.sum()),
-                }
-        accuracy[f"{split}_by_data_dir"] = per_dir
+        predictions = tflite_predictions(model_bytes, features[split])
+        accuracy.update(split_accuracy(split, splits[split], predictions, labels, data_dirs))
 
     metadata = build_metadata(
         name=name,
@@ -99,6 +116,7 @@ def train_recipe(
             "split": "speaker hash (kws.data.splits.partition_of), 80/10/10",
             "train_clips": len(train_data),
             "train_fraction": train_fraction,
+            "other_dir": Path(other_dir).name if other_dir is not None else None,
             "train_clips_per_label": {
                 lab: int(n) for lab, n in zip(labels, np.bincount(train_data.labels, minlength=len(labels)))
             },
@@ -124,3 +142,26 @@ def train_recipe(
     write_metadata(output_dir, metadata)
     log.info("%s: validation %.4f, test %.4f, %s", name, accuracy["validation"], accuracy["test"], metadata["sizes"])
     return metadata
+
+
+def split_accuracy(
+    split: str, data: SplitData, predictions: np.ndarray, labels: Sequence[str], data_dirs: Sequence[Path]
+) -> dict[str, Any]:
+    """The metadata's figures for one split: accuracy over all its clips, per folder, and, for
+    models that know ``_silence_`` and ``_unknown_``, on keyword clips alone and how many of the
+    non-keyword clips came out as either (``{split}_non_keywords_rejected``)."""
+    correct = predictions == data.labels
+    figures: dict[str, Any] = {split: round(float(correct.mean()), 4)}
+    per_dir = {}
+    for source in [str(d) for d in data_dirs] + sorted(set(data.sources) - {str(d) for d in data_dirs}):
+        rows = data.sources == source
+        if rows.any():
+            per_dir[Path(source).name] = {"accuracy": round(float(correct[rows].mean()), 4), "samples": int(rows.sum())}
+    figures[f"{split}_by_data_dir"] = per_dir
+    non_keyword = np.isin(data.labels, [labels.index(label) for label in NON_KEYWORD_LABELS if label in labels])
+    if non_keyword.any():
+        rejected = np.isin(predictions, [labels.index(label) for label in NON_KEYWORD_LABELS])
+        figures[f"{split}_keywords"] = round(float(correct[~non_keyword].mean()), 4)
+        figures[f"{split}_keywords_rejected"] = round(float(rejected[~non_keyword].mean()), 4)
+        figures[f"{split}_non_keywords_rejected"] = round(float(rejected[non_keyword].mean()), 4)
+    return figures

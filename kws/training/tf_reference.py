@@ -79,6 +79,8 @@ def features(samples: np.ndarray | tf.Tensor, config: FeatureConfig) -> tf.Tenso
     spectrogram = stft_magnitude(tf.convert_to_tensor(samples, dtype=tf.float32), config)
     mel_spectrogram = tf.tensordot(spectrogram, mel_weight_matrix(config), 1)
     log_mel = tf.math.log(mel_spectrogram + LOG_OFFSET)
+    if config.normalization == "mean":
+        log_mel = log_mel - tf.reduce_mean(log_mel, axis=-2, keepdims=True)
     if not config.use_mfcc:
         return log_mel
     return tf.signal.mfccs_from_log_mel_spectrograms(log_mel)[..., : config.num_coefficients]

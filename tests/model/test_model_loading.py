@@ -23,7 +23,7 @@ from bench.check_tflite_runtime import (
     venv_python,
 )
 from kws.audio import read_wav
-from kws.data.clips import DEFAULT_LABELS, list_clips, sample_clips, select_clips
+from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS, list_clips, sample_clips, select_clips
 from kws.model.metadata import ModelError, ModelMetadata
 from kws.model.runtime import interpreter_class, load_model
 
@@ -54,7 +54,10 @@ def test_clips(data_dir: Path) -> np.ndarray:
 def test_metadata_is_complete_and_consistent(metadata_path: Path) -> None:
     metadata = ModelMetadata.read(metadata_path)
     assert metadata.name == metadata_path.stem
-    assert sorted(metadata.labels) == sorted(DEFAULT_LABELS), "labels must be the 8 commands, once each"
+    keywords = [label for label in metadata.labels if label not in NON_KEYWORD_LABELS]
+    assert sorted(keywords) == sorted(DEFAULT_LABELS), "labels must be the 8 commands, once each"
+    assert len(metadata.labels) in (len(DEFAULT_LABELS), len(DEFAULT_LABELS) + len(NON_KEYWORD_LABELS))
+    assert len(set(metadata.labels)) == len(metadata.labels), "no label twice"
     assert metadata.files and set(metadata.files) <= {"tflite", "tflite_zlib"}
     assert set(metadata.sha256) == set(metadata.files), "every listed file needs its sha256"
     if "input_shape" in metadata.raw:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,22 +20,55 @@ import pytest
 pytest.importorskip("tensorflow", reason="training needs TensorFlow (requirements/training.txt)")
 
 from kws.audio import read_wav  # noqa: E402
-from kws.data.clips import DEFAULT_LABELS, label_indices, select_clips  # noqa: E402
+from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS, label_indices, select_clips  # noqa: E402
+from kws.data.splits import partition_of  # noqa: E402
 from kws.model.runtime import load_model  # noqa: E402
+from kws.training.non_keywords import NOISE_FOLDER, other_word_clips, read_recording  # noqa: E402
 from kws.training.pipeline import train_recipe  # noqa: E402
 from kws.training.recipes import RECIPES  # noqa: E402
 
+#: Other words copied into the small folder of non-keywords, and how many clips of each split.
+OTHER_WORDS = ("bed", "eight", "marvin", "zero")
+OTHER_CLIPS_PER_SPLIT = 2
+
 
 @pytest.fixture(scope="module")
-def trained(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """A short Little (pruned, int8, zlib) and a short float TC-ResNet, trained once."""
+def small_other(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few other words of each split and 20 s of two noise recordings, from speech_commands_other."""
+    import wave
+
+    source = data_dir.parent / "speech_commands_other"
+    if not (source / NOISE_FOLDER).is_dir():
+        pytest.skip(f"no {source} (other words and noise recordings) beside the clips")
+    target = tmp_path_factory.mktemp("small_other")
+    for split in ("train", "validation", "test"):
+        for word in OTHER_WORDS:
+            for clip in [c for c in other_word_clips(source, split) if c.label == word][:OTHER_CLIPS_PER_SPLIT]:
+                (target / word).mkdir(exist_ok=True)
+                shutil.copyfile(clip.path, target / word / clip.path.name)
+    (target / NOISE_FOLDER).mkdir()
+    for name in ("pink_noise", "doing_the_dishes"):
+        samples = read_recording(source / NOISE_FOLDER / f"{name}.wav")[: 20 * 16_000]
+        with wave.open(str(target / NOISE_FOLDER / f"{name}.wav"), "wb") as out:
+            out.setnchannels(1), out.setsampwidth(2), out.setframerate(16_000)
+            out.writeframes((samples * 32767).astype("<i2").tobytes())
+    return target
+
+
+@pytest.fixture(scope="module")
+def trained(small_dataset: Path, small_other: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """A short Little candidate (pruned, int8, zlib, knows silence and other words) and a short float TC-ResNet."""
     output = tmp_path_factory.mktemp("models")
     quick = {
-        "little": dataclasses.replace(RECIPES["little"], epochs=2, prune_epochs=3),
+        "little_robust": dataclasses.replace(RECIPES["little_robust"], epochs=2, prune_epochs=3),
         "ensemble_3": dataclasses.replace(RECIPES["ensemble_3"], epochs=2),
     }
     return {
-        name: {"metadata": train_recipe(name, recipe, [small_dataset], output, seed=7), "dir": output}
+        name: {
+            "metadata": train_recipe(name, recipe, [small_dataset], output, seed=7, other_dir=small_other),
+            "dir": output,
+            "other": small_other,
+        }
         for name, recipe in quick.items()
     }
 
@@ -44,21 +78,24 @@ def test_metadata_describes_the_files(trained: dict[str, dict]) -> None:
         metadata = run["metadata"]
         on_disk = json.loads((run["dir"] / f"{name}.json").read_text())
         assert on_disk == json.loads(json.dumps(metadata))
-        assert metadata["labels"] == list(DEFAULT_LABELS)
+        expected = list(DEFAULT_LABELS) + (list(NON_KEYWORD_LABELS) if RECIPES[name].non_keywords else [])
+        assert metadata["labels"] == expected
         for kind, filename in metadata["files"].items():
             blob = (run["dir"] / filename).read_bytes()
             assert metadata["sizes"][kind] == len(blob)
             assert metadata["sha256"][kind] == hashlib.sha256(blob).hexdigest()
-        assert metadata["training"]["train_clips"] == 24  # 3 clips x 8 labels of the train split
+        # 3 clips x 8 labels of the train split; Little also the other words' train clips and 10 % silence
+        extra = len(other_word_clips(run["other"], "train")) + 2 if RECIPES[name].non_keywords else 0
+        assert metadata["training"]["train_clips"] == 24 + extra
 
 
 def test_little_is_pruned_quantized_and_compressed(trained: dict[str, dict]) -> None:
-    metadata = trained["little"]["metadata"]
+    metadata = trained["little_robust"]["metadata"]
     assert set(metadata["files"]) == {"tflite", "tflite_zlib"}
     assert metadata["sizes"]["tflite_zlib"] < metadata["sizes"]["tflite"]
     # Depthwise kernels are left dense, so the overall figure sits a little below the target.
     assert metadata["training"]["measured_sparsity"] > 0.6
-    assert len(metadata["input_standardization"]["mean"]) == RECIPES["little"].features.num_features
+    assert len(metadata["input_standardization"]["mean"]) == RECIPES["little_robust"].features.num_features
 
 
 def test_float_models_standardise_inside_the_graph(trained: dict[str, dict]) -> None:
@@ -72,12 +109,39 @@ def test_recorded_accuracy_is_what_the_interpreter_measures(trained: dict[str, d
         predictions = [int(np.argmax(model.predict_audio(read_wav(clip.path)))) for clip in clips]
         truth = label_indices(clips, model.labels)
         measured = float(np.mean(np.array(predictions) == truth))
+        recorded = run["metadata"]["accuracy"]["test_by_data_dir"][small_dataset.name]
+        assert recorded["samples"] == len(clips)
         # Training featurises in batches, clients clip by clip: float rounding may tip one near-tie.
-        assert measured == pytest.approx(run["metadata"]["accuracy"]["test"], abs=1 / len(clips) + 1e-9)
+        assert measured == pytest.approx(recorded["accuracy"], abs=1 / len(clips) + 1e-9)
+
+
+def test_non_keyword_figures_are_recorded(trained: dict[str, dict], small_other: Path) -> None:
+    """Little knows _silence_ and _unknown_: its metadata says how it did on keywords alone and how many
+    non-keyword test clips (other words and silence cut from the test part of the noise) it rejected."""
+    accuracy = trained["little_robust"]["metadata"]["accuracy"]
+    by_dir = accuracy["test_by_data_dir"]
+    assert by_dir[small_other.name]["samples"] == len(other_word_clips(small_other, "test")) > 0
+    assert by_dir["_background_noise_"]["samples"] == 2  # 10 % of 24 keyword clips
+    for key in ("test_keywords", "test_keywords_rejected", "test_non_keywords_rejected"):
+        assert 0.0 <= accuracy[key] <= 1.0
+    assert "test_non_keywords_rejected" not in trained["ensemble_3"]["metadata"]["accuracy"]
+
+
+def test_other_words_keep_their_speakers_on_one_side(data_dir: Path) -> None:
+    """The other words are split by the keywords' speaker hash: a voice heard in training is never tested."""
+    source = data_dir.parent / "speech_commands_other"
+    if not source.is_dir():
+        pytest.skip(f"no {source}")
+    by_split = {split: {clip.speaker for clip in other_word_clips(source, split)} for split in ("train", "test")}
+    assert by_split["train"] and by_split["test"] and not by_split["train"] & by_split["test"]
+    keyword_test_speakers = {clip.speaker for clip in select_clips(data_dir, "test")}
+    assert all(partition_of(speaker) == "test" for speaker in keyword_test_speakers & by_split["test"])
+    assert not keyword_test_speakers & by_split["train"]
+    assert not {clip.label for clip in other_word_clips(source, "all")} & set(DEFAULT_LABELS)
 
 
 def test_probabilities_come_out(trained: dict[str, dict], small_dataset: Path) -> None:
-    model = load_model(trained["little"]["dir"] / "little", prefer="zlib")
+    model = load_model(trained["little_robust"]["dir"] / "little", prefer="zlib")
     clip = select_clips(small_dataset, "test")[0]
     probabilities = model.predict_audio(read_wav(clip.path))
     assert probabilities.shape == (len(model.labels),)
