@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from kws.cascade.calibrate import DEFAULT_MAX_BIG_FRACTION
-from kws.cascade.rule import PairedPredictions, score_margin
+from kws.cascade.rule import DEFAULT_ALPHA, PairedPredictions, score_margin
 from kws.data.clips import DatasetError, load_audio, resolve_data_dir, sample_clips, select_clips
 from kws.features import compute_features
 from kws.model.runtime import KeywordModel, load_model
@@ -93,8 +92,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     parser.add_argument("--little", default="little", help="the cascade's Little model, by name (default: little)")
     parser.add_argument("--big", default="big", help="the cascade's Big model, by name (default: big)")
     parser.add_argument("--threshold", type=float, help="the cascade's threshold when little.json has no 'cascade'")
-    parser.add_argument("--max-big-fraction", type=float, default=DEFAULT_MAX_BIG_FRACTION,
-                        help="traffic budget of the threshold calibrated on changed validation clips (%(default)s)")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                        help="level of the shipped rule, applied to changed validation clips (default: %(default)s)")
     parser.add_argument("--changes", nargs="+", choices=CHANGE_NAMES, default=list(CHANGE_NAMES), metavar="NAME",
                         help="changes to measure (default: all): " + ", ".join(CHANGE_NAMES))
     parser.add_argument("--split", choices=("test", "validation"), default="test",
@@ -103,8 +102,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     parser.add_argument("--report", type=Path, default=Path("reports/robustness.json"), help="default: %(default)s")
     parser.add_argument("--plot", type=Path, default=Path("reports/robustness.png"), help="default: %(default)s")
     args = parser.parse_args(argv)
-    if not 0 <= args.max_big_fraction <= 1:
-        parser.error("--max-big-fraction must lie in [0, 1]")
+    if not 0 < args.alpha < 1:
+        parser.error("--alpha must lie in (0, 1)")
     return parser, args
 
 
@@ -150,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pooled = [paired(little, big, validation[name], val_truth, val_sizes) for name in args.changes]
     calibration = PairedPredictions(*(np.concatenate([getattr(p, f) for p in pooled]) for f in
                                       ("true_labels", "margins", "little", "big", "request_bytes")))
-    calibrated = calibration.calibrate_budget(args.max_big_fraction)
+    calibrated = calibration.calibrate(args.alpha)  # the shipped rule, on clips that carry the changes
     log.info("threshold %.4f calibrated on %d changed validation clips", calibrated.threshold, calibration.samples)
 
     rows = []
@@ -174,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data_dir": str(data_dir), "test_clips": len(test_truth), "validation_clips": len(val_truth),
         "models": {m.name: {"labels": list(m.labels), "sha256": m.sha256} for m in models},
         "cascade": {"little": little.name, "big": big.name, "shipped_threshold": shipped,
-                    "calibrated": calibrated.to_dict(), "max_big_fraction": args.max_big_fraction},
+                    "calibrated": calibrated.to_dict(), "alpha": args.alpha},
         "rows": rows,
         "drop_from_clean": ({row["change"]: {c: round(clean[c] - row[c], 4) for c in columns if "fraction" not in c}
                              for row in rows} if clean else None),

@@ -141,7 +141,7 @@ def test_other_words_keep_their_speakers_on_one_side(data_dir: Path) -> None:
 
 
 def test_probabilities_come_out(trained: dict[str, dict], small_dataset: Path) -> None:
-    model = load_model(trained["little_robust"]["dir"] / "little", prefer="zlib")
+    model = load_model(trained["little_robust"]["dir"] / "little_robust", prefer="zlib")
     clip = select_clips(small_dataset, "test")[0]
     probabilities = model.predict_audio(read_wav(clip.path))
     assert probabilities.shape == (len(model.labels),)
