@@ -27,6 +27,7 @@ from typing import Any
 
 from kws.data.clips import DatasetError, resolve_data_dir
 from kws.reports import format_table
+from kws.training.calibration import PAIRED, calibrate_pair
 from kws.training.recipes import RECIPES
 
 
@@ -89,6 +90,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         help="train on this random part of the training clips, 0 to 1 (learning curves; default: all)",
     )
     parser.add_argument("--report", type=Path, metavar="JSON", help="also write the models' metadata here as a list")
+    parser.add_argument(
+        "--no-calibrate", action="store_true",
+        help="after training little or big, do not calibrate the Little model's cascade threshold and stream "
+        "parameters against Big (the export step; about 4 minutes)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.train_fraction <= 1:
         parser.error(f"--train-fraction must be in (0, 1], got {args.train_fraction}")
@@ -122,6 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_recipe(name, recipe, data_dirs, args.output_dir, args.seed, args.train_fraction, available_other)
         )
     print(format_results(results))
+    trained = {meta["name"] for meta in results}
+    if not args.no_calibrate and trained & set(PAIRED) and all(
+        (args.output_dir / f"{name}.json").is_file() for name in PAIRED
+    ):
+        calibrate_pair(args.output_dir, data_dirs)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(results, indent=2) + "\n")

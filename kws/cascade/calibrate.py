@@ -194,6 +194,16 @@ def big_identity(big_metadata: dict[str, Any]) -> dict[str, str]:
     return {"name": str(big_metadata.get("name")), "sha256": str(tflite_sha256)}
 
 
+def calibrate_export(little_stem: Path, big_stem: Path, data_dirs: Sequence[Path],
+                     alpha: float = rule.DEFAULT_ALPHA) -> Calibration:
+    """The export step: calibrate the Little model against its Big (in this process) on the validation
+    speakers of ``data_dirs`` and write the ``cascade`` section into the Little model's metadata."""
+    little, big = load_model(little_stem, prefer="zlib"), load_model(big_stem)
+    calibration = calibrate(data_dirs, CALIBRATION_SPLIT, little, model_answerer(big), big.metadata.raw, alpha)
+    write_section(metadata_path(little_stem), "cascade", calibration.to_section())
+    return calibration
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Export step: calibrate the Little model against its Big and write the ``cascade`` section."""
     parser = argparse.ArgumentParser(description="Calibrate the cascade threshold that ships with the Little model.")
@@ -204,9 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, default=rule.DEFAULT_ALPHA, help="test level (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    little, big = load_model(args.little, prefer="zlib"), load_model(args.big)
-    calibration = calibrate(args.data_dir, CALIBRATION_SPLIT, little, model_answerer(big), big.metadata.raw, args.alpha)
-    write_section(metadata_path(args.little), "cascade", calibration.to_section())
+    calibration = calibrate_export(args.little, args.big, args.data_dir, args.alpha)
     print(f"threshold {calibration.threshold:.4f} written to {metadata_path(args.little)}")
     return 0
 

@@ -182,6 +182,22 @@ def format_section(section: dict[str, Any]) -> str:
          "others fire %", "pause+extra", "Big asked"], rows)
 
 
+def calibrate_export(little_stem: Path, big_stem: Path, data_dirs: Sequence[Path], other_dir: Path | None = None,
+                     noise_minutes: float = DEFAULT_NOISE_MINUTES, seed: int = 0) -> dict[str, Any]:
+    """The export step: choose the stream parameters on validation streams and write the ``listen``
+    section into the Little model's metadata; returns the section."""
+    little, big = load_model(little_stem, prefer="zlib"), load_model(big_stem, prefer="tflite")
+    other_dir = other_dir or synthetic.other_words_dir(data_dirs[0])
+    tracks = build_tracks(little, big, data_dirs, other_dir, 60 * noise_minutes, seed)
+    command = ["python", "-m", "kws.listen.calibrate", "--model", str(little_stem), "--big", str(big_stem),
+               *(arg for path in data_dirs for arg in ("--data-dir", str(path)))]
+    sources = {"command": shlex.join(command), "data_dirs": [str(path) for path in data_dirs],
+               "other_dir": str(other_dir), "seed": seed}
+    section = choose(tracks, little, big, sources)
+    write_section(metadata_path(little_stem), SECTION, section)
+    return section
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m kws.listen.calibrate",

@@ -89,3 +89,26 @@ def test_sweep_is_sorted_and_deduplicated() -> None:
     rows = PREDICTIONS.sweep([0.5, 0.0, 0.5, 1.0])
     assert [row.threshold for row in rows] == [0.0, 0.5, 1.0]
     assert rows[-1].to_dict()["big_fraction"] == 1.0
+
+
+def test_export_writes_the_cascade_section_against_the_paired_big(shipped_model, small_dataset, tmp_path) -> None:
+    import json
+    import shutil
+
+    from kws.cascade.calibrate import calibrate_export
+
+    for stem in (shipped_model("little"), shipped_model("big")):
+        for path in stem.parent.glob(stem.name + ".*"):
+            shutil.copy(path, tmp_path)
+    metadata = json.loads((tmp_path / "little.json").read_text())
+    metadata.pop("cascade")
+    (tmp_path / "little.json").write_text(json.dumps(metadata))
+    calibration = calibrate_export(tmp_path / "little", tmp_path / "big", [small_dataset])
+    section = json.loads((tmp_path / "little.json").read_text())["cascade"]
+    big = json.loads((tmp_path / "big.json").read_text())
+    assert section["threshold"] == calibration.threshold
+    assert section["big_model"] == {"name": "big", "sha256": big["sha256"]["tflite"]}
+    assert section["split"] == "validation" and section["validation"]["samples"] == 24  # 3 clips x 8 labels
+    assert section["validation"]["mcnemar_p"] >= section["alpha"]
+    sizes = section["validation"]["bytes_per_request"]
+    assert sizes["features"] * 10 < sizes["pcm"]
