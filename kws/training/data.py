@@ -140,8 +140,12 @@ def make_training_sequence(
     seed: int,
     standardization: InputStandardization | None = None,
     noise: NoiseBank | None = None,
+    targets: np.ndarray | None = None,
 ):
     """A Keras Sequence that gives every epoch freshly augmented clips.
+
+    ``targets`` are what Keras learns per clip, the label indices by default (packed
+    labels and teacher probabilities when distilling, :mod:`kws.training.distillation`).
 
     Augmenting and featurising ~4 500 clips takes seconds, as long as an epoch of
     the smaller models, so the next epoch's features are prepared in a background
@@ -150,6 +154,8 @@ def make_training_sequence(
     from concurrent.futures import ThreadPoolExecutor
 
     import tf_keras as keras
+
+    targets = data.labels if targets is None else targets
 
     class AugmentedClips(keras.utils.Sequence):
         def __init__(self) -> None:
@@ -172,8 +178,8 @@ def make_training_sequence(
             batch = self.features[rows]
             batch = standardization.apply(batch) if standardization else batch
             if data.weights is None:
-                return batch, data.labels[rows]
-            return batch, data.labels[rows], data.weights[rows]
+                return batch, targets[rows]
+            return batch, targets[rows], data.weights[rows]
 
     return AugmentedClips()
 

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 from tqdm import tqdm
 
+from kws.training.distillation import distillation_loss, packed_accuracy
 from kws.training.recipes import Recipe
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,14 @@ def fit(model, recipe: Recipe, train, val_x, val_y, weights, epochs: int, learni
 
     steps = len(train) * epochs
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, steps), alpha=0.02)
-    model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
-        loss=sparse_smoothed_loss(model.output_shape[-1], recipe.label_smoothing),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    num_labels = model.output_shape[-1]
+    if recipe.distillation is not None:  # targets are packed: label, then the teacher's probabilities
+        loss = distillation_loss(num_labels, recipe.label_smoothing, recipe.distillation.weight)
+        accuracy = packed_accuracy()
+    else:
+        loss = sparse_smoothed_loss(num_labels, recipe.label_smoothing)
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=[accuracy])
     return model.fit(
         train,
         validation_data=(val_x, val_y),

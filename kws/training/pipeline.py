@@ -23,6 +23,7 @@ from kws.training.data import (
     load_split,
     make_training_sequence,
 )
+from kws.training.distillation import pack_targets, teacher_probabilities
 from kws.training.export import compress, convert, tflite_predictions
 from kws.training.fitting import prune, train_float_model, weight_sparsity
 from kws.training.non_keywords import NoiseBank, noise_dir_of
@@ -76,14 +77,27 @@ def train_recipe(
     if standardization is not None:
         features = {split: standardization.apply(values) for split, values in features.items()}
     weights = class_weights(train_data.labels, len(labels))
+    if recipe.distillation is not None and train_data.weights is None:
+        train_data = dataclasses.replace(train_data, weights=np.ones(len(train_data), np.float32))
     if train_data.weights is not None:
         # Keras cannot multiply class weights into a Sequence's sample weights of unknown
-        # length, so both are folded into the sample weights here.
+        # length (nor find the class in packed distillation targets), so both are folded
+        # into the sample weights here.
         per_class = np.array([weights[index] for index in range(len(labels))], dtype=np.float32)
         train_data = dataclasses.replace(train_data, weights=train_data.weights * per_class[train_data.labels])
         weights = None
-    train_sequence = make_training_sequence(recipe, train_data, seed, standardization, noise)
     val_x, val_y = features["validation"], splits["validation"].labels
+    train_targets, teacher_sha256 = None, None
+    if recipe.distillation is not None:
+        teacher_stem, temperature = output_dir / recipe.distillation.teacher, recipe.distillation.temperature
+        soft = {}
+        for split, data in (("train", train_data), ("validation", splits["validation"])):
+            soft[split], teacher_sha256 = teacher_probabilities(
+                teacher_stem, data.audio, labels, temperature, desc=f"teacher on {split}"
+            )
+        train_targets = pack_targets(train_data.labels, soft["train"])
+        val_y = pack_targets(val_y, soft["validation"])
+    train_sequence = make_training_sequence(recipe, train_data, seed, standardization, noise, train_targets)
 
     normalization = None if standardize_outside else (mean, variance)
     model, history = train_float_model(recipe, train_sequence, val_x, val_y, weights, len(labels), normalization)
@@ -128,6 +142,8 @@ def train_recipe(
             "learning_rate": recipe.learning_rate,
             "label_smoothing": recipe.label_smoothing,
             "augmentation": recipe.augment.to_dict(),
+            **({"distillation": {**recipe.distillation.to_dict(), "teacher_sha256": teacher_sha256}}
+               if recipe.distillation is not None else {}),
             "prune_sparsity": recipe.prune_sparsity,
             "measured_sparsity": round(weight_sparsity(model), 4),
             "quantization": recipe.quantization,

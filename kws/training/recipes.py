@@ -13,6 +13,7 @@ from typing import Any
 
 from kws.features import FeatureConfig
 from kws.training.augment import AugmentConfig
+from kws.training.distillation import Distillation
 
 #: The Little model's features: the seeds' framing (40 ms frames, 20 ms hop) and 40 mel
 #: bins, but up to 7.6 kHz rather than 4 kHz (the hiss of "stop" and "yes" lies above
@@ -64,6 +65,8 @@ class Recipe:
     """Also write a zlib-compressed copy (``.tflite.zlib``), what the Pi downloads and stores."""
     non_keywords: bool = False
     """Also learn ``_silence_`` and ``_unknown_`` (needs the ``speech_commands_other`` folder)."""
+    distillation: Distillation | None = None
+    """Also learn a trained model's probabilities (:mod:`kws.training.distillation`)."""
     description: str = ""
 
 
@@ -96,7 +99,10 @@ RECIPES: dict[str, Recipe] = {
         prune_sparsity=0.75,
         quantization="int8",
         compress=True,
-        description="Pi model: DS-CNN, 75 % pruned, int8, zlib",
+        # Learns Big's opinion of each clip besides its label, so that where Little still
+        # disagrees with Big it is unsure, and the cascade asks Big about it.
+        distillation=Distillation(teacher="big", weight=0.5, temperature=2.0),
+        description="Pi model: DS-CNN distilled from Big, 75 % pruned, int8, zlib",
     ),
     "big": Recipe(
         architecture="ds_cnn",
@@ -146,6 +152,7 @@ RECIPES["little_robust"] = dataclasses.replace(
     epochs=30,  # 30 + 15 pruning epochs: what two shared CPU cores allowed with the heavier augmentation
     prune_epochs=15,
     non_keywords=True,
+    distillation=None,  # the shipped Big knows only the eight keywords: no teacher for silence and other words
     description="candidate Pi model (not shipped yet): little + silence, other words, rooms and microphones",
 )
 RECIPES["big_robust"] = dataclasses.replace(

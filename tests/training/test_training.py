@@ -56,12 +56,18 @@ def small_other(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 @pytest.fixture(scope="module")
-def trained(small_dataset: Path, small_other: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """A short Little candidate (pruned, int8, zlib, knows silence and other words) and a short float TC-ResNet."""
+def trained(
+    small_dataset: Path, small_other: Path, models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict]:
+    """A short Little candidate (pruned, int8, zlib, knows silence and other words), a short float
+    TC-ResNet, and a short Little distilled from the shipped Big (copied beside it, as train.py finds it)."""
     output = tmp_path_factory.mktemp("models")
+    for path in models_dir.glob("big.*"):
+        shutil.copyfile(path, output / path.name)
     quick = {
         "little_robust": dataclasses.replace(RECIPES["little_robust"], epochs=2, prune_epochs=3),
         "ensemble_3": dataclasses.replace(RECIPES["ensemble_3"], epochs=2),
+        "little": dataclasses.replace(RECIPES["little"], epochs=2, prune_epochs=2),
     }
     return {
         name: {
@@ -96,6 +102,16 @@ def test_little_is_pruned_quantized_and_compressed(trained: dict[str, dict]) -> 
     # Depthwise kernels are left dense, so the overall figure sits a little below the target.
     assert metadata["training"]["measured_sparsity"] > 0.6
     assert len(metadata["input_standardization"]["mean"]) == RECIPES["little_robust"].features.num_features
+
+
+def test_distilled_little_records_its_teacher(trained: dict[str, dict], models_dir: Path) -> None:
+    """The shipped Little learns Big's probabilities too: its metadata names the very Big file it learnt from."""
+    distillation = trained["little"]["metadata"]["training"]["distillation"]
+    big = json.loads((models_dir / "big.json").read_text())
+    assert distillation["teacher"] == "big"
+    assert distillation["teacher_sha256"] == big["sha256"]["tflite"]
+    assert 0 < distillation["weight"] < 1 and distillation["temperature"] >= 1
+    assert "distillation" not in trained["little_robust"]["metadata"]["training"]
 
 
 def test_float_models_standardise_inside_the_graph(trained: dict[str, dict]) -> None:

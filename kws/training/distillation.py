@@ -1,0 +1,97 @@
+"""Knowledge distillation: Little also learns Big's opinion of every training clip.
+
+The cascade works when Little is unsure exactly where it may be wrong. A Little
+trained on hard labels alone is often confidently wrong on the clips Big gets right,
+and then no threshold on its score margin finds them. Trained towards Big's
+(softened) probabilities as well as the labels, Little inherits Big's sense of which
+words a clip resembles: it is more accurate, and where it still disagrees with Big
+its margin is lower (Hinton et al., 2015, "Distilling the Knowledge in a Neural Network").
+
+The teacher is the shipped Big model, run here through the same TFLite interpreter as
+every client (:mod:`kws.model.runtime`), once per clip on the un-augmented audio: an
+augmented copy of a clip keeps the label its clean original has, and so does Big's
+opinion of it. Keras gets one target array per batch, the label in column 0 and the
+teacher's probabilities after it (:func:`pack_targets`); the loss and the accuracy
+metric unpack it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from kws.model.runtime import load_model
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """How much of the loss learns the teacher, and how soft its probabilities are made."""
+
+    teacher: str
+    """A shipped model's name in the output folder (``big``): trained before the student."""
+    weight: float = 0.5
+    """Share of the loss on the teacher's probabilities; the rest is on the labels."""
+    temperature: float = 2.0
+    """Teacher probabilities are raised to 1/T and renormalised: T > 1 shows which wrong words a clip resembles."""
+
+    def to_dict(self) -> dict[str, float | str]:
+        return {"teacher": self.teacher, "weight": self.weight, "temperature": self.temperature}
+
+
+def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities at a higher temperature: softmax(log(p) / T), along the last axis."""
+    logits = np.log(np.clip(np.asarray(probabilities, np.float64), 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=-1, keepdims=True)
+    exps = np.exp(logits)
+    return (exps / exps.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def teacher_probabilities(
+    teacher_stem: Path, audio: np.ndarray, labels: Sequence[str], temperature: float, desc: str = "teacher"
+) -> tuple[np.ndarray, str]:
+    """The teacher's softened probabilities for every clip (float audio in [-1, 1]), and its sha256.
+
+    The teacher must know the student's labels in the student's order: distilling
+    between different label sets would teach the wrong words.
+    """
+    teacher = load_model(teacher_stem)
+    if tuple(teacher.labels) != tuple(labels):
+        raise ValueError(f"teacher {teacher_stem} knows {list(teacher.labels)}, the student {list(labels)}")
+    probabilities = np.stack([teacher.predict_audio(clip) for clip in tqdm(audio, desc=desc, unit="clip")])
+    if teacher.metadata.raw.get("output") == "logits":
+        probabilities = soften(np.exp(probabilities - probabilities.max(-1, keepdims=True)), 1.0)
+    return soften(probabilities, temperature), teacher.sha256
+
+
+def pack_targets(labels: np.ndarray, teacher: np.ndarray) -> np.ndarray:
+    """One target row per clip: the label index, then the teacher's probabilities."""
+    return np.concatenate([np.asarray(labels, np.float32)[:, None], teacher.astype(np.float32)], axis=1)
+
+
+def distillation_loss(num_labels: int, smoothing: float, weight: float):
+    """(1 - weight) x cross-entropy on the smoothed label + weight x cross-entropy on the teacher's probabilities."""
+    import tensorflow as tf
+
+    def loss(y_true, y_pred):
+        one_hot = tf.one_hot(tf.cast(y_true[:, 0], tf.int32), num_labels)
+        smoothed = one_hot * (1.0 - smoothing) + smoothing / num_labels
+        hard = tf.keras.losses.categorical_crossentropy(smoothed, y_pred)
+        soft = tf.keras.losses.categorical_crossentropy(y_true[:, 1:], y_pred)
+        return (1.0 - weight) * hard + weight * soft
+
+    return loss
+
+
+def packed_accuracy():
+    """Accuracy against the label column of packed targets (named ``accuracy``, as the callbacks expect)."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    def accuracy(y_true, y_pred):
+        return tf.cast(tf.equal(tf.cast(y_true[:, 0], tf.int64), tf.argmax(y_pred, axis=-1)), tf.float32)
+
+    return keras.metrics.MeanMetricWrapper(accuracy, name="accuracy")
