@@ -81,14 +81,14 @@ _ROOM_AND_MICROPHONE = dict(
     time_shift_ms=150.0,
     min_gain_db=-24.0,
     noise_probability=0.3,
-    pitch_probability=0.2,
+    pitch_probability=0.1,
     pitch_semitones=2.0,
-    room_probability=0.25,
-    background_probability=0.5,
-    background_snr_db=(0.0, 30.0),
-    band_limit_probability=0.3,
-    dc_offset_probability=0.1,
-    clipping_probability=0.1,
+    room_probability=0.1,
+    background_probability=0.4,
+    background_snr_db=(5.0, 30.0),
+    band_limit_probability=0.2,
+    dc_offset_probability=0.05,
+    clipping_probability=0.05,
 )
 
 RECIPES: dict[str, Recipe] = {
@@ -99,10 +99,7 @@ RECIPES: dict[str, Recipe] = {
         prune_sparsity=0.75,
         quantization="int8",
         compress=True,
-        # Learns Big's opinion of each clip besides its label, so that where Little still
-        # disagrees with Big it is unsure, and the cascade asks Big about it.
-        distillation=Distillation(teacher="big", weight=0.5, temperature=2.0),
-        description="Pi model: DS-CNN distilled from Big, 75 % pruned, int8, zlib",
+        description="Pi model: DS-CNN, 75 % pruned, int8, zlib",
     ),
     "big": Recipe(
         architecture="ds_cnn",
@@ -149,16 +146,17 @@ RECIPES["little_robust"] = dataclasses.replace(
     RECIPES["little"],
     features=ROBUST_LITTLE_FEATURES,
     augment=AugmentConfig(**_ROOM_AND_MICROPHONE),
-    epochs=30,  # 30 + 15 pruning epochs: what two shared CPU cores allowed with the heavier augmentation
-    prune_epochs=15,
     non_keywords=True,
-    distillation=None,  # the shipped Big knows only the eight keywords: no teacher for silence and other words
+    # Learns Big's opinion of each clip besides its label, so that where Little still disagrees
+    # with Big it is unsure, and the cascade asks Big about it. The teacher knows the same ten labels.
+    distillation=Distillation(teacher="big_robust", weight=0.5, temperature=2.0),
     description="candidate Pi model (not shipped yet): little + silence, other words, rooms and microphones",
 )
 RECIPES["big_robust"] = dataclasses.replace(
     RECIPES["big"],
     features=ROBUST_LOG_MEL_FEATURES,
     augment=dataclasses.replace(_SPEC_AUGMENT, **_ROOM_AND_MICROPHONE),
+    epochs=45,
     non_keywords=True,
     description="candidate service model (not shipped yet): big + silence, other words, rooms and microphones",
 )
