@@ -135,6 +135,9 @@ def test_standard_padded_base64_is_accepted(data: bytes) -> None:
         ("AA=", "multiple of 4"),
         ("+-AA", "mixes"),
         ("AAAA===", "not base64"),
+        ("AAé=", "not base64"),  # not ASCII
+        ("AA\u0660A", "not base64"),  # an Arabic-Indic digit: a digit to str.isdigit, not to base64
+        ("====", "not base64"),
     ],
 )
 def test_bad_data_values_are_rejected(text: str, complaint: str) -> None:
