@@ -15,6 +15,7 @@ Big that sleeps 30 s before answering does not hold up a test's end.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -116,20 +117,32 @@ class _Server(ThreadingHTTPServer):
     behaviour = "good"
     model_body = json.dumps(MODEL_INFO).encode()
     predict_requests = 0
+    connections = 0
+
+    def get_request(self) -> tuple[Any, Any]:
+        accepted = super().get_request()
+        self.connections += 1  # only the serving thread accepts
+        return accepted
 
 
 class BrokenBig:
     """A Big service double on a free loopback port answering /predict as ``behaviour`` says,
-    and /model with ``model_body`` (default: good metadata for :data:`LABELS`)."""
+    and /model with ``model_body`` (default: good metadata for :data:`LABELS`); over HTTPS
+    with ``ssl_context`` (a server context, :func:`kws.rest.tls.server_context`)."""
 
-    def __init__(self, behaviour: str, model_body: bytes | None = None) -> None:
+    def __init__(self, behaviour: str, model_body: bytes | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"unknown behaviour {behaviour!r}; one of {sorted(BEHAVIOURS)}")
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.behaviour = behaviour
         if model_body is not None:
             self._server.model_body = model_body
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "http"
+        if ssl_context is not None:  # the handshake runs in accept(), on the serving thread: fine for a double
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
         self._thread.start()
@@ -138,6 +151,11 @@ class BrokenBig:
     def predict_requests(self) -> int:
         """POST /predict requests received so far."""
         return self._server.predict_requests
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far (a keep-alive client opens one for many requests)."""
+        return self._server.connections
 
     def close(self) -> None:
         self._server.shutdown()

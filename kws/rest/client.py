@@ -1,4 +1,4 @@
-"""Talk to the Big service (``big_service.py``) from the Pi: one keep-alive session, bounded retries,
+"""Talk to the Big service (``big_service.py``) from the Pi: keep-alive connections, bounded retries,
 nothing from the network used before it is checked.
 
     with BigClient("https://cloud:8443", token=token, cafile="ca.pem") as big:
@@ -9,7 +9,15 @@ What travels is the client's ``payload``: ``pcm`` (the clip as a SenML audio pac
 about 43 KB) or ``features`` (Big's own features of the clip, computed here with
 the FeatureConfig Big's ``GET /model`` gives, int8 in a SenML features pack, about
 3 KB). ``auto``, the default, takes features whenever the service lists them in
-``GET /health``, so an older service that takes only audio still works.
+``GET /health``, so an older service that takes only audio still works. The body
+is made as bytes once (:func:`kws.wire.senml.dumps_bytes`) and sent as it is.
+
+The transport is a urllib3 connection pool, used directly: ``requests`` on top of
+it cost the Pi about 0.4 ms of CPU per request (merging settings, cookies, hooks,
+re-preparing the same headers), more than the rest of the exchange on the client.
+Every header is prepared once per client, the proxy environment read once
+(:mod:`kws.rest.proxy`), and the bytes of each exchange counted from what is sent
+and received (:attr:`Exchange.wire_bytes`).
 
 Every failure is a :class:`BigError` with a ``reason`` (one of :data:`FAILURE_REASONS`),
 which the cascade counts; the caller keeps its own answer. Three kinds:
@@ -17,38 +25,53 @@ which the cascade counts; the caller keeps its own answer. Three kinds:
 * :class:`BigUnavailable` -- the service cannot answer now: unreachable, timed out,
   5xx after the retries, a failed TLS handshake, or not asked because the circuit
   breaker (:mod:`kws.rest.breaker`) is open after repeated failures;
-* :class:`BigRejected` -- it answered 4xx: 401/403 (the token), or another 4xx;
+* :class:`BigRejected` -- it answered 4xx: 401/403 (the token), or another 4xx; or
+  a redirect, which the client does not follow (``--service`` should name the
+  final URL; a redirect of ``POST /predict`` would not keep its body anyway);
 * :class:`BigBadAnswer` -- it answered 200 with something unusable: over the size
   cap (enforced while reading), not JSON, or not a valid answer for the Pi's labels
   (:mod:`kws.rest.answers`).
 
 A slow Big costs a bounded time: ``timeout`` bounds connecting, each read and the
 whole body; a timed-out request is not retried (a slow service is no faster the
-second time); and ``breaker_failures`` failures in a row stop the asking for
-``breaker_cooldown_s``. The client logs one warning when the service starts failing,
-one when the breaker opens and one info line when it is back, never a line per clip.
+second time), nor is a ``Retry-After`` waited for; and ``breaker_failures`` failures
+in a row stop the asking for ``breaker_cooldown_s``. The client logs one warning when
+the service starts failing, one when the breaker opens and one info line when it is
+back, never a line per clip.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import ssl
+import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
+import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    MaxRetryError,
+    NewConnectionError,
+    ProxyError,
+    ReadTimeoutError,
+)
 from urllib3.exceptions import SSLError as Urllib3SSLError
+from urllib3.util.proxy import connection_requires_http_tunnel
 from urllib3.util.retry import Retry
 
 from kws.features import FeatureConfig, compute_features
 from kws.rest import answers
 from kws.rest.auth import bearer_header
 from kws.rest.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURES, CircuitBreaker
+from kws.rest.proxy import environment_proxy
 from kws.wire import audio_pack, features_pack, senml
 
 log = logging.getLogger(__name__)
@@ -67,6 +90,13 @@ DEFAULT_RETRIES = 2
 RETRY_STATUSES = (502, 503, 504)
 #: Largest answer read; a /predict answer is ~300 bytes and /model a few KB.
 MAX_RESPONSE_BYTES = 256 * 1024
+#: Most bytes taken from the socket at a time while reading an answer (one recv each).
+READ_CHUNK_BYTES = 16384
+#: Keep-alive connections one client keeps: threads sharing a client each keep theirs (up to this
+#: many) instead of opening and dropping one per request; a client used by one thread opens one.
+POOL_CONNECTIONS = 8
+#: Sent with every request. Accept-Encoding: a compressed answer could expand past any cap.
+USER_AGENT = f"python-urllib3/{urllib3.__version__}"
 #: Frames x FFT points per clip a Big's FeatureConfig may ask the Pi to compute (the shipped
 #: models ask 49 x 1024; a hostile /model must not make the Pi allocate without bound).
 MAX_FEATURE_WORK = 1 << 20
@@ -91,7 +121,8 @@ class BigUnavailable(BigError):
 
 
 class BigRejected(BigError):
-    """The Big service refused a request (4xx): ``unauthorized`` (401/403) or ``rejected``."""
+    """The Big service refused a request (4xx): ``unauthorized`` (401/403) or ``rejected`` (another 4xx,
+    or a redirect, which the client does not follow)."""
 
 
 class BigBadAnswer(BigError):
@@ -114,13 +145,21 @@ def _is_timeout(error: object) -> bool:
     return isinstance(error, (ReadTimeoutError, ConnectTimeoutError)) and not isinstance(error, NewConnectionError)
 
 
-def _network_reason(error: requests.RequestException) -> str:
-    """``timeout``, ``tls`` or ``unreachable``, looking through urllib3's retry wrapper."""
-    cause = error.args[0] if error.args else None
-    cause = getattr(cause, "reason", cause)  # MaxRetryError wraps what failed last
-    if isinstance(error, requests.exceptions.SSLError) or isinstance(cause, Urllib3SSLError):
+def _failed_cause(error: BaseException) -> BaseException:
+    """What went wrong under urllib3's wrappers: MaxRetryError holds what failed last, ProxyError its cause."""
+    if isinstance(error, MaxRetryError) and error.reason is not None:
+        error = error.reason
+    if isinstance(error, ProxyError) and isinstance(error.original_error, BaseException):
+        error = error.original_error
+    return error
+
+
+def _network_reason(error: BaseException) -> str:
+    """``timeout``, ``tls`` or ``unreachable``, looking through urllib3's retry and proxy wrappers."""
+    cause = _failed_cause(error)
+    if isinstance(cause, (Urllib3SSLError, ssl.SSLError, ssl.CertificateError)):
         return "tls"
-    if isinstance(error, (requests.ReadTimeout, requests.ConnectTimeout)) or _is_timeout(cause):
+    if _is_timeout(cause):
         return "timeout"
     return "unreachable"
 
@@ -134,56 +173,57 @@ class BigAnswer(answers.CheckedPrediction):
     payload: str
     """What the body carried: "pcm" or "features"."""
     wire_bytes: int
-    """Request and response, headers and bodies: see :func:`exchange_bytes`."""
+    """Request and response, heads and bodies: see :attr:`Exchange.wire_bytes`."""
     seconds: float
 
 
-def request_header_bytes(prepared: requests.PreparedRequest) -> int:
-    """Bytes of the request line and headers as http.client writes them for ``prepared``.
+@dataclass(frozen=True)
+class Exchange:
+    """One answered HTTP request to Big: the status, the body read under the cap, and its cost."""
 
-    ``requests`` puts every header in the prepared request except ``Host``, which
-    http.client adds from the URL (omitting the default port), so the count is the
-    request line, ``Host``, each prepared header as ``Name: value\\r\\n``, and the
-    blank line that ends the head.
+    status: int
+    body: bytes
+    wire_bytes: int
+    """All bytes of the exchange, both ways: :func:`exchange_bytes` of the attempt that answered."""
+
+
+def head_bytes(start_line: str, headers: Iterable[tuple[str, str]]) -> int:
+    """Bytes of an HTTP/1.x head: the start line and each header as ``Name: value\r\n``, then the blank line.
+
+    Latin-1, as http.client writes and reads heads.
     """
-    url = urlsplit(prepared.url)
-    lines = [f"{prepared.method} {prepared.path_url} HTTP/1.1"]
-    if "Host" not in prepared.headers:
-        default_port = {"http": 80, "https": 443}.get(url.scheme)
-        host = url.hostname if url.port in (None, default_port) else f"{url.hostname}:{url.port}"
-        lines.append(f"Host: {host}")
-    lines += [f"{name}: {value}" for name, value in prepared.headers.items()]
-    return sum(len(line.encode("latin-1")) + 2 for line in lines) + 2
+    size = len(start_line.encode("latin-1")) + 2
+    for name, value in headers:
+        size += len(name.encode("latin-1")) + len(value.encode("latin-1")) + 4
+    return size + 2
 
 
-def response_header_bytes(response: requests.Response) -> int:
-    """Bytes of the status line and headers as received, read from the raw urllib3 response."""
-    raw = response.raw
-    version = {10: "HTTP/1.0", 11: "HTTP/1.1"}.get(getattr(raw, "version", 11), "HTTP/1.1")
-    lines = [f"{version} {response.status_code} {response.reason}"]
-    lines += [f"{name}: {value}" for name, value in raw.headers.items()]
-    return sum(len(line.encode("latin-1")) + 2 for line in lines) + 2
+def response_head_bytes(response: urllib3.BaseHTTPResponse) -> int:
+    """Bytes of the status line and headers as received (a header line per value, repeated ones too)."""
+    version = getattr(response, "version_string", None) or {10: "HTTP/1.0"}.get(response.version, "HTTP/1.1")
+    return head_bytes(f"{version} {response.status} {response.reason}", response.headers.iteritems())
 
 
-def exchange_bytes(response: requests.Response, body_length: int | None = None) -> int:
+def exchange_bytes(request_head: int, request_body: int, response: urllib3.BaseHTTPResponse,
+                   response_body: int) -> int:
     """All bytes of one HTTP exchange, both ways: request head + body, response head + body.
 
-    Measured, not estimated: the request head from the prepared request that was
-    sent, the response head from the raw response that came back, the response
-    body's ``body_length`` (default: ``len(response.content)``). TCP/IP framing
-    and the attempts that urllib3 retried away are not counted.
+    Measured, not estimated: the request head is counted from the headers the client
+    hands urllib3 (every one it sends: http.client adds none, see :class:`BigClient`),
+    the response head from the status line and headers that came back. TCP/IP framing,
+    a proxy's CONNECT and the attempts urllib3 retried away are not counted.
     """
-    request = response.request
-    request_body = len(request.body or b"")
-    received = len(response.content) if body_length is None else body_length
-    return request_header_bytes(request) + request_body + response_header_bytes(response) + received
+    return request_head + request_body + response_head_bytes(response) + response_body
 
 
-def read_capped(response: requests.Response, limit: int, seconds: float) -> bytes:
+def read_capped(response: urllib3.BaseHTTPResponse, limit: int, seconds: float) -> bytes:
     """The body of a streamed response, refusing more than ``limit`` bytes or ``seconds`` of reading.
 
     The limit holds while reading (a 200 MB answer costs ``limit`` bytes of memory,
-    not 200 MB); a compressed body is refused, as the client asks for none.
+    not 200 MB); a compressed body is refused, as the client asks for none. Each read
+    takes what one ``recv`` brings (at most :data:`READ_CHUNK_BYTES`) and waits at most
+    the socket's read timeout, so a trickling answer is cut within ``seconds`` plus one
+    read timeout.
     """
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -194,25 +234,35 @@ def read_capped(response: requests.Response, limit: int, seconds: float) -> byte
     deadline = time.monotonic() + seconds
     chunks, size = [], 0
     try:
-        for chunk in response.iter_content(chunk_size=16384):
+        while chunk := response.read1(READ_CHUNK_BYTES):
             size += len(chunk)
             if size > limit:
                 raise BigBadAnswer(f"answer is over the {limit}-byte cap", "too_large")
             if time.monotonic() > deadline:
                 raise BigUnavailable(f"answer took over {seconds:g} s to arrive", "timeout")
             chunks.append(chunk)
-    except requests.RequestException as error:
+    except HTTPError as error:
         raise BigUnavailable(f"answer broke off: {error}", _network_reason(error)) from error
-    return b"".join(chunks)
+    return b"".join(chunks)  # one chunk (the usual answer) is returned as it is, not copied
 
 
 class BigClient:
-    """A keep-alive HTTP client of the Big service.
+    """A keep-alive HTTP client of the Big service, on a urllib3 connection pool.
 
     ``retries`` bounds the extra attempts on connection errors and 502/503/504
-    (with a short exponential back-off); ``timeout`` is per attempt and never
-    retried. ``token`` is sent as ``Authorization: Bearer``; ``cafile`` is the CA
-    bundle that HTTPS answers must be signed by (default: the system's).
+    (with a short exponential back-off; a ``Retry-After`` is not waited for, so a
+    failing Big cannot park the Pi); ``timeout`` is per attempt and never retried.
+    ``token`` is sent as ``Authorization: Bearer``; ``cafile`` is the CA bundle that
+    HTTPS answers must be signed by (default: the system's), and the certificate must
+    name the host. Redirects are not followed (:class:`BigRejected`). A forward proxy
+    named by the environment (``http_proxy``, ``https_proxy``, ``no_proxy``:
+    :mod:`kws.rest.proxy`) is read once, here, and used for every request.
+
+    Every header of a request is given to urllib3 explicitly (``Host`` and
+    ``Content-Length`` included), so http.client adds none and the request head
+    counted in :attr:`Exchange.wire_bytes` is the one sent. Requests may come from
+    several threads at once: the pool is thread-safe, and the client keeps no
+    per-request state.
     """
 
     def __init__(
@@ -231,27 +281,22 @@ class BigClient:
         if payload not in PAYLOAD_CHOICES:
             raise ValueError(f"payload must be one of {PAYLOAD_CHOICES}, got {payload!r}")
         self.service_url = service_url.rstrip("/")
+        url = urlsplit(self.service_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"service_url must be an http:// or https:// URL with a host, got {service_url!r}")
         self.payload_choice = payload
         #: What predict() sends; settled by negotiate() (PCM until then: every service takes it).
         self.payload = "pcm" if payload == "auto" else payload
         self._features_config: FeatureConfig | None = None
         self._negotiated = False
-        self._sent = 0
+        self._clip_numbers = itertools.count(1)  # next() is atomic: threads sharing a client get distinct ids
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
         self.device = audio_pack.default_device_id() if device is None else device
         self.expected_labels: tuple[str, ...] | None = None
         self.breaker = CircuitBreaker(f"Big service {self.service_url}", breaker_failures, breaker_cooldown_s)
-        self.session = requests.Session()
-        # requests re-reads proxy variables and ~/.netrc on every call when trust_env is on:
-        # 0.45 ms of CPU per clip, a third of the client's cost. Read the proxies once, here.
-        self.session.proxies.update(requests.utils.get_environ_proxies(self.service_url))
-        self.session.trust_env = False
-        self.session.headers["Accept-Encoding"] = "identity"  # a compressed answer could expand past any cap
-        if token is not None:
-            self.session.headers.update(bearer_header(token))
-        if cafile is not None:
-            self.session.verify = cafile
+        self._failing = False
+        self._failing_lock = threading.Lock()
         retry = _Retry(
             total=retries,
             connect=retries,
@@ -261,10 +306,40 @@ class BigClient:
             allowed_methods=frozenset({"GET", "POST"}),  # /predict has no side effects, so POST may repeat
             backoff_factor=0.05,
             raise_on_status=False,
+            respect_retry_after_header=False,  # a Retry-After of hours must not park the Pi
         )
-        self.session.mount("http://", HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=1))
-        self.session.mount("https://", HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=1))
-        self._failing = False
+        pool_options: dict[str, Any] = {
+            "num_pools": 1, "maxsize": POOL_CONNECTIONS, "block": False, "retries": retry,
+            "timeout": urllib3.Timeout(connect=timeout, read=timeout),
+        }
+        if url.scheme == "https":
+            pool_options.update(cert_reqs="CERT_REQUIRED", ca_certs=cafile)
+        default_port = {"http": 80, "https": 443}[url.scheme]
+        host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+        host = host if url.port in (None, default_port) else f"{host}:{url.port}"
+        headers = {
+            "Host": host, "User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": "*/*",
+            "Connection": "keep-alive", **(bearer_header(token) if token is not None else {}),
+        }
+        proxy = environment_proxy(self.service_url)
+        self.proxy = None if proxy is None else proxy[0]
+        """The forward proxy the environment names for the service (None: direct)."""
+        base_path = url.path
+        if proxy is None:
+            self._manager: urllib3.PoolManager = urllib3.PoolManager(**pool_options)
+        else:
+            proxy_url, proxy_headers = proxy
+            self._manager = urllib3.ProxyManager(proxy_url, proxy_headers=proxy_headers, **pool_options)
+            if not connection_requires_http_tunnel(self._manager.proxy, self._manager.proxy_config, url.scheme):
+                # Forwarded, not tunnelled: the request line names the whole URL, the proxy headers go along.
+                base_path = f"{url.scheme}://{host}{url.path}"  # never a user:password of the URL
+                headers.update(proxy_headers)
+            log.info("Big service %s through the proxy %s", self.service_url, proxy_url)
+        self.pool = self._manager.connection_from_url(self.service_url)
+        """The urllib3 connection pool every request goes through (to the service, or to its proxy)."""
+        self._base_path = base_path
+        self._headers = headers
+        self._fixed_head_bytes = head_bytes("", headers.items()) - 4  # headers alone, without start and end lines
 
     def __enter__(self) -> BigClient:
         return self
@@ -273,49 +348,71 @@ class BigClient:
         self.close()
 
     def close(self) -> None:
-        self.session.close()
+        """Close the kept-alive connections."""
+        self._manager.clear()
 
     def expect_labels(self, labels: tuple[str, ...] | list[str]) -> None:
         """Refuse answers for other labels than these (the Pi's own), in any order."""
         self.expected_labels = tuple(labels)
 
     # ------------------------------------------------------------------ requests
-    def _exchange(self, method: str, path: str, **kwargs: Any) -> tuple[requests.Response, bytes]:
-        """One call with retries: the response and its body, read under the size cap; a BigError otherwise."""
+    def request(self, method: str, path: str, body: bytes | None = None,
+                content_type: str | None = None) -> Exchange:
+        """One call of ``path`` with retries, told to the breaker: the status-checked answer with its
+        body unchecked (:meth:`health`, :meth:`model_info` and :meth:`predict` check theirs)."""
+        _, exchange = self._call(method, path, _unchecked, body, content_type)
+        return exchange
+
+    def _exchange(self, method: str, path: str, body: bytes | None, content_type: str | None) -> Exchange:
+        """One call with retries: the answer, its body read under the size cap; a BigError otherwise."""
         url = f"{self.service_url}{path}"
         if not self.breaker.allow():
             raise BigUnavailable(
                 f"{url} not asked: it failed repeatedly; next try in {self.breaker.seconds_left():.0f} s",
                 "circuit_open",
             )
+        target = self._base_path + path
+        framing = {} if body is None else {"Content-Type": content_type or "application/octet-stream",
+                                           "Content-Length": str(len(body))}
+        headers = {**self._headers, **framing} if framing else self._headers
+        head = head_bytes(f"{method} {target} HTTP/1.1", framing.items()) + self._fixed_head_bytes
         try:
-            response = self.session.request(method, url, timeout=self.timeout, stream=True, **kwargs)
-        except requests.RequestException as error:
+            response = self.pool.urlopen(
+                method, target, body=body, headers=headers, redirect=False, assert_same_host=False,
+                preload_content=False, decode_content=False, release_conn=False,
+            )
+        except (HTTPError, OSError) as error:
             reason = _network_reason(error)
             what = {"timeout": "did not answer in time", "tls": "failed TLS"}.get(reason, "unreachable")
-            raise BigUnavailable(f"{url} {what}: {error}", reason) from error
+            raise BigUnavailable(f"{url} {what}: {_failed_cause(error)}", reason) from error
         try:
-            body = read_capped(response, self.max_response_bytes, self.timeout)
+            received = read_capped(response, self.max_response_bytes, self.timeout)
         except BigError as error:
+            response.close()  # unread bytes may be left: the connection is not reused
             raise type(error)(f"{url}: {error}", error.reason) from error
         finally:
-            response.close()
-        if response.status_code >= 500:
-            raise BigUnavailable(f"{url} answered {response.status_code}: {_error_text(body)}", "server_error")
-        if response.status_code in (401, 403):
-            raise BigRejected(
-                f"{url} refused the token ({response.status_code}): {_error_text(body)}", "unauthorized"
-            )
-        if response.status_code >= 400:
-            raise BigRejected(f"{url} refused the request ({response.status_code}): {_error_text(body)}", "rejected")
-        return response, body
+            response.release_conn()
+        status = response.status
+        if status >= 500:
+            raise BigUnavailable(f"{url} answered {status}: {_error_text(received)}", "server_error")
+        if status in (401, 403):
+            raise BigRejected(f"{url} refused the token ({status}): {_error_text(received)}", "unauthorized")
+        if status >= 400:
+            raise BigRejected(f"{url} refused the request ({status}): {_error_text(received)}", "rejected")
+        if status >= 300:
+            location = response.headers.get("Location", "nowhere")
+            raise BigRejected(f"{url} redirects ({status}) to {location[:200]}; the client follows no "
+                              "redirects: give it the final URL", "rejected")
+        wire = exchange_bytes(head, 0 if body is None else len(body), response, len(received))
+        return Exchange(status, received, wire)
 
-    def _call(self, method: str, path: str, check: Any, **kwargs: Any) -> tuple[Any, requests.Response, bytes]:
+    def _call(self, method: str, path: str, check: Callable[[bytes], Any], body: bytes | None = None,
+              content_type: str | None = None) -> tuple[Any, Exchange]:
         """:meth:`_exchange` and ``check(body)``, telling the breaker and the log how it went."""
         try:
-            response, body = self._exchange(method, path, **kwargs)
+            exchange = self._exchange(method, path, body, content_type)
             try:
-                checked = check(body)
+                checked = check(exchange.body)
             except answers.AnswerError as error:
                 raise BigBadAnswer(f"{self.service_url}{path}: {error}", error.reason) from error
         except BigError as error:
@@ -324,28 +421,31 @@ class BigClient:
                 self._note_failure(error)
             raise
         self.breaker.success()
-        if self._failing:
-            log.info("Big service %s answers again", self.service_url)
-            self._failing = False
-        return checked, response, body
+        if self._failing:  # read without the lock (the usual answer); changed under it, so said once
+            with self._failing_lock:
+                back, self._failing = self._failing, False
+            if back:
+                log.info("Big service %s answers again", self.service_url)
+        return checked, exchange
 
     def _note_failure(self, error: BigError) -> None:
-        if not self._failing:
+        with self._failing_lock:
+            first, self._failing = not self._failing, True
+        if first:
             what = "unreachable" if isinstance(error, BigUnavailable) else "failing"
             log.warning(
                 "Big service %s %s (%s: %s); Little's answers stand until it is back",
                 self.service_url, what, error.reason, error,
             )
-            self._failing = True
 
     def health(self) -> dict[str, Any]:
         """GET /health; BigUnavailable while the model is still loading (503)."""
-        document, _, _ = self._call("GET", "/health", _json_object)
+        document, _ = self._call("GET", "/health", _json_object)
         return document
 
     def model_info(self) -> dict[str, Any]:
         """GET /model: the Big model's metadata, checked (BigBadAnswer when it is not model metadata)."""
-        info, _, _ = self._call("GET", "/model", answers.parse_model_info)
+        info, _ = self._call("GET", "/model", answers.parse_model_info)
         return info
 
     def negotiate(self) -> dict[str, Any]:
@@ -376,17 +476,16 @@ class BigClient:
         return info
 
     def encode(self, samples: np.ndarray, sample_rate: int = audio_pack.EXPECTED_SAMPLE_RATE) -> bytes:
-        """The request body for one clip in the negotiated payload."""
+        """The request body for one clip in the negotiated payload, made as bytes (sent as it is, not copied)."""
         if self.payload == "features" and self._features_config is not None:
             longest = int(audio_pack.MAX_CLIP_SECONDS * sample_rate)
             if not 0 < len(samples) <= longest:  # what the service refuses in an audio pack, refused here
                 raise BigRejected(f"a clip of {len(samples)} samples; Big takes 1 to {longest} at {sample_rate} Hz")
-            self._sent += 1
             features = compute_features(samples, self._features_config, sample_rate)
-            return features_pack.encode_features_pack(
-                f"{self.device}-{self._sent}", features, self._features_config, encoding=FEATURES_ENCODING
-            ).encode("utf-8")
-        return audio_pack.encode_audio_pack(samples, sample_rate, device=self.device).encode("utf-8")
+            return features_pack.features_pack_body(
+                f"{self.device}-{next(self._clip_numbers)}", features, self._features_config, encoding=FEATURES_ENCODING
+            )
+        return audio_pack.audio_pack_body(samples, sample_rate, device=self.device)
 
     def predict(self, samples: np.ndarray, sample_rate: int = audio_pack.EXPECTED_SAMPLE_RATE) -> BigAnswer:
         """Big's answer for one int16 clip, sent as the negotiated payload and checked against
@@ -395,16 +494,16 @@ class BigClient:
             self.negotiate()
         body = self.encode(samples, sample_rate)
         started = time.perf_counter()
-        answer, response, received = self._call(
+        answer, exchange = self._call(
             "POST", "/predict", lambda text: answers.parse_prediction(text, self.expected_labels),
-            data=body, headers={"Content-Type": senml.MEDIA_TYPE},
+            body, senml.MEDIA_TYPE,
         )
         seconds = time.perf_counter() - started
         return BigAnswer(
             **vars(answer),
             body_bytes=len(body),
             payload=self.payload,
-            wire_bytes=exchange_bytes(response, len(received)),
+            wire_bytes=exchange.wire_bytes,
             seconds=seconds,
         )
 
@@ -420,6 +519,10 @@ def _usable_feature_config(document: Any) -> FeatureConfig:
         raise BigBadAnswer(f"feature_config asks for {config.num_frames} frames of a {config.fft_size}-point FFT "
                            "per clip, more than the Pi computes", "bad_answer")
     return config
+
+
+def _unchecked(body: bytes) -> None:
+    """The check of :meth:`BigClient.request`: none."""
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

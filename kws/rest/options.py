@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from kws.rest.auth import TokenFileError, read_token_file
 from kws.rest.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURES
 from kws.rest.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, PAYLOAD_CHOICES, BigClient
+from kws.rest.proxy import ProxyConfigError, environment_proxy
 from kws.wire.audio_pack import AudioPackError, check_device_id
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ def check_big_client_arguments(parser: argparse.ArgumentParser, args: argparse.N
         parser.error(f"--cafile {args.cafile} is not a file")
     if args.cafile is not None and service.scheme != "https":
         parser.error("--cafile checks an https:// --service; this one is http://")
+    try:
+        environment_proxy(args.service)  # the client reads it again; here a bad one is a usage error
+    except ProxyConfigError as error:
+        parser.error(f"--service {args.service}: {error}")
     args.token = None
     if args.token_file is not None:
         try:

@@ -287,6 +287,10 @@ class JsonErrorsRequest(cherrypy._cprequest.Request):
 JsonErrorsRequest.hooks.attach("before_finalize", _strip_error_padding)
 
 
+def _no_access_line() -> None:
+    """What CherryPy calls after each request to write its access line: nothing (see :func:`build_app`)."""
+
+
 def service_metrics(service: BigService) -> HttpMetrics:
     """The metrics /metrics shows: requests, errors, /predict latency, process and model readiness."""
     metrics = HttpMetrics(known_paths=PATHS, timed_path="/predict")
@@ -301,8 +305,11 @@ def build_app(service: BigService, metrics: HttpMetrics | None = None, token: st
     config = {"/": {"tools.encode.on": False}}  # handlers return bytes, already encoded
     app = cherrypy.Application(Endpoints(service, metrics), script_name="", config=config)
     app.request_class = JsonErrorsRequest
-    # No access line per request: it would cost throughput and /metrics counts requests anyway.
+    # No access line per request: it would cost throughput and /metrics counts requests anyway. A disabled
+    # logger is not enough: CherryPy formats the line (headers, times, escapes) before logging it, 0.07 ms
+    # of CPU a request, a seventh of a bare GET /health; the app's access() itself is made a no-op.
     app.log.access_log.disabled = True
+    app.log.access = _no_access_line
     guarded = app if token is None else require_bearer_token(app, token, PROTECTED_PATHS)
     return metrics_middleware(guarded, metrics)
 

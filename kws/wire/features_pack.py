@@ -132,6 +132,24 @@ def encode_features_pack(
     encoding: str = "float32",
 ) -> str:
     """The SenML JSON text carrying one clip's features, in ``encoding`` (float32, float16 or int8)."""
+    return senml.dumps(_records(clip_id, features, config, sent_at, encoding, as_bytes=False))
+
+
+def features_pack_body(
+    clip_id: str,
+    features: np.ndarray,
+    config: FeatureConfig,
+    sent_at: float | None = None,
+    encoding: str = "float32",
+) -> bytes:
+    """:func:`encode_features_pack` as the UTF-8 bytes an HTTP body is, made without the text in between
+    (:func:`senml.dumps_bytes`)."""
+    return senml.dumps_bytes(_records(clip_id, features, config, sent_at, encoding, as_bytes=True))
+
+
+def _records(
+    clip_id: str, features: np.ndarray, config: FeatureConfig, sent_at: float | None, encoding: str, as_bytes: bool
+) -> list[dict[str, Any]]:
     check_clip_id(clip_id)
     values = np.asarray(features, dtype=np.float32)
     if values.shape != config.shape:
@@ -144,19 +162,20 @@ def encode_features_pack(
         extra = [{"n": SCALE_RECORD, "v": scale}, {"n": ZERO_POINT_RECORD, "v": zero_point}]
     else:
         data = values.astype(ENCODINGS[encoding], copy=False)
+    raw = memoryview(np.ascontiguousarray(data))
     pack = [
         {
             "bn": f"{CLIP_BASE_NAME_PREFIX}{clip_id}:",
             "bt": round(time.time() if sent_at is None else sent_at, 3),
             "n": FEATURES_RECORD,
-            "vd": senml.encode_data(data.tobytes()),
+            "vd": senml.EncodedData.of(raw) if as_bytes else senml.encode_data(raw),
         },
         {"n": SHAPE_RECORD, "vs": "x".join(str(size) for size in values.shape)},
         {"n": CONFIG_RECORD, "vs": config_json(config)},
     ]
     if encoding != "float32":  # float32 packs stay exactly what the MQTT path has always sent
         pack.append({"n": ENCODING_RECORD, "vs": encoding})
-    return senml.dumps(pack + extra)
+    return pack + extra
 
 
 def is_features_pack(records: list[dict[str, Any]]) -> bool:

@@ -380,3 +380,10 @@ def test_token_and_https_end_to_end(
 def test_bad_security_flags_are_cli_errors(flags, complaint, run_client) -> None:
     status, _, err = run_client(["--data-dir", "nowhere", "--service", "https://127.0.0.1:1", *flags])
     assert status == 2 and complaint in err and "Traceback" not in err
+
+
+def test_a_proxy_the_client_cannot_use_is_a_cli_error(cli) -> None:
+    done = cli("little_client.py", "--data-dir", "nowhere", "--service", "https://127.0.0.1:1", "--no-progress",
+               env={"https_proxy": "socks5://127.0.0.1:1080", "no_proxy": "", "NO_PROXY": ""})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--service https://127.0.0.1:1: $https_proxy names a proxy this client cannot use" in done.stderr

@@ -3,12 +3,14 @@ does with a broken or hostile Big: every answer checked, a size cap, no retried 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -21,8 +23,8 @@ from kws.rest.client import (
     BigError,
     BigRejected,
     BigUnavailable,
-    exchange_bytes,
 )
+from kws.rest.tls import server_context
 from kws.util.net import free_tcp_port
 
 # Both a /predict answer and (name, sha256, labels) model metadata: RecordingServer answers every path with it.
@@ -84,11 +86,12 @@ def test_exchange_bytes_equal_the_bytes_on_the_socket(recording_server) -> None:
     assert answer.body_bytes == len(recording_server.received.split(b"\r\n\r\n", 1)[1])
 
 
-def test_exchange_bytes_of_a_get(recording_server) -> None:
-    import requests
-
-    response = requests.get(f"{recording_server.url}/health", timeout=5)
-    assert exchange_bytes(response) == len(recording_server.received) + len(recording_server.sent)
+def test_exchange_bytes_of_a_get_with_a_token(recording_server) -> None:
+    with BigClient(recording_server.url, token="s3cret-token") as big:
+        exchange = big.request("GET", "/health")
+    assert exchange.status == 200 and exchange.body == ANSWER
+    assert exchange.wire_bytes == len(recording_server.received) + len(recording_server.sent)
+    assert b"\r\nAuthorization: Bearer s3cret-token\r\n" in recording_server.received
 
 
 def test_4xx_is_rejected_not_unavailable() -> None:
@@ -259,3 +262,145 @@ def test_a_feature_config_from_big_is_checked_before_the_pi_computes_it(feature_
         assert caught.value.reason == "bad_answer" and complaint in str(caught.value)
     finally:
         server.close()
+
+
+# --------------------------------------------------------------------------- #
+# The transport: keep-alive, threads, redirects, Retry-After, TLS and proxies
+# --------------------------------------------------------------------------- #
+
+
+def test_one_connection_carries_every_request() -> None:
+    with BrokenBig("good") as fine, BigClient(fine.url) as big:  # auto: /health, /model, then the clips
+        for _ in range(5):
+            assert big.predict(np.zeros(16_000, dtype=np.int16)).label == "yes"
+        assert fine.connections == 1 and fine.predict_requests == 5
+
+
+def test_threads_sharing_a_client_each_keep_a_connection(caplog) -> None:
+    clips = [np.full(16_000, value, dtype=np.int16) for value in range(40)]
+    with caplog.at_level(logging.WARNING), BrokenBig("good") as fine, BigClient(fine.url, payload="pcm") as big:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            labels = list(pool.map(lambda clip: big.predict(clip).label, clips))
+        assert labels == ["yes"] * len(clips) and fine.predict_requests == len(clips)
+        assert fine.connections <= 8, "no connection per request: the pool keeps one per thread"
+    assert not caplog.records, [record.getMessage() for record in caplog.records]  # e.g. "pool is full"
+
+
+def test_a_redirect_is_rejected_not_followed() -> None:
+    server = RecordingServer(b"HTTP/1.1 308 Permanent Redirect\r\nLocation: http://127.0.0.1:9/predict", b"")
+    try:
+        with BigClient(server.url, payload="pcm", retries=0) as big, pytest.raises(BigRejected) as caught:
+            big.predict(np.zeros(100, dtype=np.int16))
+        assert caught.value.reason == "rejected" and "follows no redirects" in str(caught.value)
+        assert server.received.count(b"POST /predict") == 1
+    finally:
+        server.close()
+
+
+def test_a_retry_after_of_hours_is_not_waited_for() -> None:
+    """A 503 saying "Retry-After: 21600" (urllib3 would sleep up to 6 h) costs the short back-off only."""
+    server = RecordingServer(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 21600", b'{"error":"busy"}')
+    try:
+        finished = threading.Event()
+
+        def ask() -> None:
+            with BigClient(server.url, payload="pcm", retries=1) as big, pytest.raises(BigUnavailable):
+                big.predict(np.zeros(100, dtype=np.int16))
+            finished.set()
+
+        threading.Thread(target=ask, daemon=True).start()
+        assert finished.wait(timeout=20), "the client slept on Retry-After"
+        assert server.received.count(b"POST /predict") == 2, "the one retry was made"
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def no_proxy_environment(monkeypatch) -> pytest.MonkeyPatch:
+    """No proxy variable from the machine running the tests."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_an_http_proxy_from_the_environment_gets_the_whole_url(no_proxy_environment, recording_server) -> None:
+    proxy_url = recording_server.url.replace("http://", "http://pi:s%40cret@")  # a proxy that wants a password
+    no_proxy_environment.setenv("HTTP_PROXY", proxy_url)
+    with BigClient("http://big.invalid:8080/kws", payload="pcm", device="pi-test") as big:
+        assert big.proxy == recording_server.url
+        answer = big.predict(np.arange(16_000, dtype=np.int16))
+    request = recording_server.received
+    assert request.startswith(b"POST http://big.invalid:8080/kws/predict HTTP/1.1\r\nHost: big.invalid:8080\r\n")
+    assert f"\r\nProxy-Authorization: Basic {base64.b64encode(b'pi:s@cret').decode()}\r\n".encode() in request
+    assert answer.wire_bytes == len(request) + len(recording_server.sent), "the proxy's headers are counted too"
+
+
+def test_no_proxy_sends_the_service_direct(no_proxy_environment, recording_server) -> None:
+    no_proxy_environment.setenv("http_proxy", f"http://127.0.0.1:{free_tcp_port()}")  # nobody listens there
+    no_proxy_environment.setenv("no_proxy", "localhost,127.0.0.0/8")
+    with BigClient(recording_server.url, payload="pcm", retries=0) as big:
+        assert big.proxy is None and big.predict(np.zeros(100, dtype=np.int16)).label == "yes"
+
+
+class TunnelProxy:
+    """A forward proxy that only tunnels (CONNECT), as HTTPS goes through a proxy; it keeps the CONNECT lines."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connects: list[bytes] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head and (data := client.recv(4096)):
+                head += data
+            line = head.split(b"\r\n", 1)[0]
+            self.connects.append(line)
+            host, port = line.split()[1].decode().rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+                self._pipe(client, upstream)
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_https_through_a_proxy_is_tunnelled_and_checked_end_to_end(no_proxy_environment, test_pki) -> None:
+    proxy = TunnelProxy()
+    context = server_context(test_pki.cert, test_pki.key)
+    try:
+        with BrokenBig("good", ssl_context=context) as fine:
+            no_proxy_environment.setenv("https_proxy", proxy.url)
+            with BigClient(fine.url, cafile=str(test_pki.ca), token="t0ken") as big:
+                assert big.proxy == proxy.url
+                assert big.predict(np.zeros(16_000, dtype=np.int16)).label == "yes"
+            port = fine.url.rsplit(":", 1)[1]
+            assert len(proxy.connects) == 1, "one tunnel, kept alive for /health, /model and the clip"
+            assert proxy.connects[0].startswith(f"CONNECT 127.0.0.1:{port} HTTP/1.".encode())
+            with BigClient(fine.url, cafile=str(test_pki.other_ca), retries=0) as untrusting:
+                with pytest.raises(BigUnavailable) as caught:
+                    untrusting.health()
+            assert caught.value.reason == "tls", "the certificate is checked through the tunnel too"
+    finally:
+        proxy.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -339,3 +340,11 @@ def test_features_of_another_config_or_shape_are_422_naming_the_difference(serve
     assert_json_error(post(server, json.dumps(records)), 422, "features hold 3 bytes; shape 49x40 of int8 needs 1960")
     assert requests.get(f"{server.url}/health", timeout=10).status_code == 200, "the service stays up"
     assert post(server, big_features_pack(pcm, config)).status_code == 200
+
+
+def test_no_access_line_per_request(server, pcm, caplog) -> None:
+    """/metrics counts the requests; a line per request would cost the service CPU and fill its log."""
+    with caplog.at_level(logging.DEBUG):
+        assert post(server, audio_pack.encode_audio_pack(pcm, device="test")).status_code == 200
+        assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
+    assert not [record for record in caplog.records if record.name.startswith("cherrypy.access")]

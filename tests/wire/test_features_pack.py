@@ -164,3 +164,12 @@ def test_a_constant_window_quantizes_to_a_valid_pack(constant: float) -> None:
     values = np.full(CONFIG.shape, constant, dtype=np.float32)
     message = decode_features_pack(encode_features_pack("run-1", values, CONFIG, encoding="int8"))
     np.testing.assert_allclose(message.features, values, atol=abs(constant) / 255 + 1e-6)
+
+
+@pytest.mark.parametrize("encoding", ["float32", "float16", "int8"])
+def test_the_body_as_bytes_is_the_pack_as_text(encoding: str) -> None:
+    from kws.wire.features_pack import features_pack_body
+
+    values = np.asfortranarray(features(3))  # a layout the bytes are not in: read in C order either way
+    text = encode_features_pack("pi-7", values, CONFIG, sent_at=1_700_000_000.5, encoding=encoding)
+    assert features_pack_body("pi-7", values, CONFIG, sent_at=1_700_000_000.5, encoding=encoding) == text.encode()

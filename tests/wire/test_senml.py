@@ -135,6 +135,9 @@ def test_standard_padded_base64_is_accepted(data: bytes) -> None:
         ("AA=", "multiple of 4"),
         ("+-AA", "mixes"),
         ("AAAA===", "not base64"),
+        ("AAé=", "not base64"),  # not ASCII
+        ("AA\u0660A", "not base64"),  # an Arabic-Indic digit: a digit to str.isdigit, not to base64
+        ("====", "not base64"),
     ],
 )
 def test_bad_data_values_are_rejected(text: str, complaint: str) -> None:
@@ -282,3 +285,21 @@ def test_data_record_heads_a_pack_with_bytes() -> None:
     record = senml.data_record("urn:dev:kws:pi:", "audio", b"\x01\x02", base_time=1_700_000_000.12345)
     assert record == {"bn": "urn:dev:kws:pi:", "bt": 1_700_000_000.123, "n": "audio", "vd": "AQI"}
     assert senml.resolve([record], now=NOW)[0]["n"] == "urn:dev:kws:pi:audio"
+
+
+@pytest.mark.parametrize("data", [b"", b"\x01", b"\x01\x02", b"\xff\xfe\xfd", bytes(range(256)) * 3])
+def test_dumps_bytes_writes_what_dumps_writes(data: bytes) -> None:
+    """The HTTP body made as bytes is byte for byte the text made by json.dumps, whatever the padding."""
+    as_text = [senml.data_record("urn:dev:kws:pi:", "audio", data, base_time=NOW), {"n": "rate", "u": "Hz", "v": 8000}]
+    as_bytes = [senml.data_record("urn:dev:kws:pi:", "audio", data, base_time=NOW, as_bytes=True), as_text[1]]
+    body = senml.dumps_bytes(as_bytes)
+    assert body == senml.dumps(as_text).encode("utf-8")
+    assert senml.decode_data(senml.loads(body, now=NOW)[0]["vd"]) == data
+
+
+def test_dumps_bytes_takes_a_data_value_anywhere_and_refuses_what_dumps_refuses() -> None:
+    record = {"vd": senml.EncodedData.of(b"\x01\x02"), "n": "x", "t": 1.5}  # vd not last: moved last
+    assert json.loads(senml.dumps_bytes([record])) == [{"n": "x", "t": 1.5, "vd": "AQI"}]
+    assert senml.dumps_bytes([{"vd": senml.EncodedData.of(b"\x01")}]) == b'[{"vd":"AQ"}]'
+    with pytest.raises(SenMLError, match="cannot be written as JSON"):
+        senml.dumps_bytes([{"n": "x", "v": float("nan"), "vd": senml.EncodedData.of(b"")}])
