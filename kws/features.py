@@ -205,14 +205,15 @@ def dct_matrix(num_mel_bins: int, num_coefficients: int) -> np.ndarray:
 
 def frame_signal(signal: np.ndarray, frame_length: int, frame_step: int) -> np.ndarray:
     """``tf.signal.frame`` without end padding: shape (..., frames, frame_length)."""
-    num_frames = 1 + (signal.shape[-1] - frame_length) // frame_step
-    starts = np.arange(num_frames) * frame_step
-    return signal[..., starts[:, np.newaxis] + np.arange(frame_length)]
+    # A strided view, not a gathered copy: the window multiplication after it makes the one copy.
+    return np.lib.stride_tricks.sliding_window_view(signal, frame_length, axis=-1)[..., ::frame_step, :]
 
 
 def stft_magnitude(signal: np.ndarray, frame_length: int, frame_step: int, fft_length: int) -> np.ndarray:
     """``abs(tf.signal.stft(signal, frame_length, frame_step, fft_length))``."""
-    frames = frame_signal(signal, frame_length, frame_step) * periodic_hann_window(frame_length)
+    # In float64: numpy's float64 FFT is about 4x faster than its float32 one (numpy 2.x, no SIMD
+    # float32 path) and no less accurate; the magnitudes go back to float32 as tf.signal gives them.
+    frames = frame_signal(signal, frame_length, frame_step) * periodic_hann_window(frame_length).astype(np.float64)
     return np.abs(np.fft.rfft(frames, n=fft_length, axis=-1)).astype(np.float32)
 
 
