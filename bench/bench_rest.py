@@ -23,7 +23,12 @@ and CherryPy. Once the cores are saturated (8 clients) throughput is inversely
 proportional to CPU per clip, so HTTP / in-process is close to
 in-process CPU / (client + server CPU).
 
-    python -m bench.bench_rest --data-dir ../shared/data/speech_commands
+With ``--split-cores`` the service gets a core of its own and this process (the
+load generator, and the in-process path) the others, as when the Pis are other
+machines: HTTP / in-process is then the service's throughput on one core against
+the bare model's on one core, what the service's HTTP, SenML and checks cost.
+
+    python -m bench.bench_rest --data-dir ../shared/data/speech_commands [--split-cores]
 """
 
 # ruff: noqa: E402 - imports follow an environment or sys.path line on purpose
@@ -118,11 +123,13 @@ def measure(classifiers: Sequence[Classify], audio: Sequence[np.ndarray], server
 class ServiceProcess:
     """``big_service.py`` in a child process, ready (its /health says 200) on entering."""
 
-    def __init__(self, model: Path, threads: int) -> None:
+    def __init__(self, model: Path, threads: int, cpus: set[int] | None = None) -> None:
         self.url = f"http://127.0.0.1:{free_tcp_port()}"
         port = self.url.rsplit(":", 1)[1]
         command = [sys.executable, str(REPO_ROOT / "big_service.py"), "--port", port, "--model", str(model)]
-        self.process = subprocess.Popen([*command, "--threads", str(threads)], cwd=REPO_ROOT)
+        # Pinned before exec, so every thread the service starts inherits the cores.
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+        self.process = subprocess.Popen([*command, "--threads", str(threads)], cwd=REPO_ROOT, preexec_fn=pin)
 
     def __enter__(self) -> ServiceProcess:
         deadline = time.monotonic() + 60
@@ -180,13 +187,24 @@ def summarize(runs: dict[tuple[str, int], list[Measurement]], clients: int) -> d
     return result
 
 
+def split_cores() -> tuple[set[int], set[int]]:
+    """One core for the service, the others for this process (which must pin itself before any thread starts)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--split-cores needs at least two CPUs")
+    return {cpus[0]}, set(cpus[1:])
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    service_cpus, bench_cpus = split_cores() if args.split_cores else (None, None)
+    if bench_cpus:
+        os.sched_setaffinity(0, bench_cpus)
     audio = pick_clips(args.data_dir, args.clips)
     model = load_model(args.model)
     log.info("%d clips, Big model %s, clients %s, %d repeats", len(audio), model.name, args.clients, args.repeats)
     runs: dict[tuple[str, int], list[Measurement]] = {}
     most = max(args.clients)
-    with ServiceProcess(args.model, args.server_threads) as service:
+    with ServiceProcess(args.model, args.server_threads, service_cpus) as service:
         http_clients = {payload: [BigClient(service.url, timeout=30, payload=payload) for _ in range(most)]
                         for payload in PAYLOADS}
         paths: dict[str, tuple[list[Classify], int | None]] = {
@@ -215,6 +233,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "machine": platform.machine(),
             "python": platform.python_version(),
             "server": "big_service.py in a child process (waitress + CherryPy)",
+            "cores": {"service": sorted(service_cpus), "clients_and_in_process": sorted(bench_cpus)}
+            if args.split_cores else "shared",
         },
         "results": [summarize(runs, clients) for clients in args.clients],
         "http_floor_cpu_ms_per_request": floor,
@@ -229,8 +249,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--model", type=Path, default=big_service.DEFAULT_MODEL, help="Big model (default: %(default)s)"
     )
-    parser.add_argument("--clips", type=int, default=96, help="clips per measurement (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=3, help="measurements per path and client count (default: 3)")
+    parser.add_argument("--clips", type=int, default=256, help="clips per measurement (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=5, help="measurements per path and client count (default: 5)")
+    parser.add_argument("--split-cores", action="store_true",
+                        help="the service on a core of its own, the clients and the in-process path on the others")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="concurrent clients (default: 1 8)")
     parser.add_argument("--server-threads", type=int, default=8, help="big_service.py --threads (default: 8)")
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, help="JSON report (default: %(default)s)")
@@ -265,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table([*headers, "CPU ms/clip HTTP (client + server)"], rows, float_digits=2))
     floor = report["http_floor_cpu_ms_per_request"]
     print(f"a bare GET /health costs {floor['client']:.2f} + {floor['server']:.2f} ms CPU (client + server)")
+    print(f"cores: {report['setup']['cores']}")
     write_json_report(args.report, report)
     log.info("report written to %s", args.report)
     return 0
