@@ -139,6 +139,15 @@ RECIPES: dict[str, Recipe] = {
 
 }
 
+# Tried for the cascade, not shipped: the shipped Little, distilled from the shipped Big. Its errors
+# became findable (on validation Big's accuracy needs 27 % of the clips sent instead of 69 %), but
+# within the 15 % the cascade may send it did no better (see the README, "Big/Little over REST").
+RECIPES["little_distilled"] = dataclasses.replace(
+    RECIPES["little"],
+    distillation=Distillation(teacher="big", weight=0.5, temperature=2.0),
+    description="tried, not shipped: little distilled from big",
+)
+
 # The retrain for always listening and for rooms and microphones: the shipped recipes with the
 # changes below, trained and measured, not shipped until they beat the shipped models on clean
 # keyword clips (see the README, "Robustness").

@@ -23,7 +23,6 @@ from kws.audio import read_wav  # noqa: E402
 from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS, label_indices, select_clips  # noqa: E402
 from kws.data.splits import partition_of  # noqa: E402
 from kws.model.runtime import load_model  # noqa: E402
-from kws.training.distillation import Distillation  # noqa: E402
 from kws.training.non_keywords import NOISE_FOLDER, other_word_clips, read_recording  # noqa: E402
 from kws.training.pipeline import train_recipe  # noqa: E402
 from kws.training.recipes import RECIPES  # noqa: E402
@@ -68,9 +67,7 @@ def trained(
     quick = {
         "little_robust": dataclasses.replace(RECIPES["little_robust"], epochs=2, prune_epochs=3, distillation=None),
         "ensemble_3": dataclasses.replace(RECIPES["ensemble_3"], epochs=2),
-        "little_distilled": dataclasses.replace(
-            RECIPES["little"], epochs=2, prune_epochs=2, distillation=Distillation(teacher="big")
-        ),
+        "little_distilled": dataclasses.replace(RECIPES["little_distilled"], epochs=2, prune_epochs=2),
     }
     return {
         name: {
