@@ -72,11 +72,11 @@ class Recipe:
 
 _SPEC_AUGMENT = AugmentConfig(time_masks=2, time_mask_frames=6, frequency_masks=2, frequency_mask_bins=6)
 #: What a Pi hears, for the models that ship to it and serve it: another voice, a room,
-#: recorded background noise (0-30 dB SNR, on 80 % of the clips as Speech Commands' recipe
-#: mixes it: 80 % and rooms on 40 % cost Little and Big 4-7 points of clean accuracy in a first
-#: retrain, so half and a quarter), a cheap microphone's band limits, a talker far away (down to -24 dB), a DC
-#: offset, an overdriven input; and wider time shifts, so that a word near the edge of a
-#: streaming window is still recognised.
+#: recorded background noise, a cheap microphone's band limits, a talker far away (down to
+#: -24 dB), a DC offset, an overdriven input; and wider time shifts, so that a word near the edge
+#: of a streaming window is still recognised. Shares of the clips, third run: the first (noise on
+#: 80 % of the clips as Speech Commands' recipe mixes it, rooms on 40 %) cost Little and Big 4-7
+#: points of clean accuracy, the second (half and a quarter) 1-3 points.
 _ROOM_AND_MICROPHONE = dict(
     time_shift_ms=150.0,
     min_gain_db=-24.0,
