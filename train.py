@@ -28,7 +28,7 @@ from typing import Any
 from kws.data.clips import DatasetError, resolve_data_dir
 from kws.reports import format_table
 from kws.training.calibration import PAIRED, calibrate_pair
-from kws.training.recipes import RECIPES
+from kws.training.recipes import RECIPES, missing_teachers, training_order
 
 
 def format_results(results: Sequence[dict[str, Any]]) -> str:
@@ -112,13 +112,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not data_dir.is_dir():
             parser.error(f"--data-dir {data_dir} does not exist (run 'python dataset.py download' for the default)")
     other_dir = args.other_dir or data_dirs[0].parent / "speech_commands_other"
-    needs_other = [n for n in (sorted(RECIPES) if args.all else args.recipe) if RECIPES[n].non_keywords]
+    names = training_order(sorted(RECIPES) if args.all else args.recipe)
+    for name, teacher in missing_teachers(names, args.output_dir):
+        parser.error(f"--recipe {name} learns from {teacher}: train it too (--recipe {teacher}) "
+                     f"or put it in --output-dir {args.output_dir}")
+    needs_other = [n for n in names if RECIPES[n].non_keywords]
     if needs_other and not other_dir.is_dir():
         parser.error(f"--other-dir {other_dir} does not exist (recipes {', '.join(needs_other)} need it)")
     from kws.training.pipeline import train_recipe  # TensorFlow loads here, after the arguments are checked
 
     results = []
-    for name in sorted(RECIPES) if args.all else args.recipe:
+    for name in names:
         recipe = RECIPES[name]
         if args.epochs:
             recipe = dataclasses.replace(recipe, epochs=args.epochs, prune_epochs=min(recipe.prune_epochs, args.epochs))

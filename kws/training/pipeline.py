@@ -90,6 +90,9 @@ def train_recipe(
     train_targets, teacher_sha256 = None, None
     if recipe.distillation is not None:
         teacher_stem, temperature = output_dir / recipe.distillation.teacher, recipe.distillation.temperature
+        if not teacher_stem.with_suffix(".json").is_file():
+            raise ValueError(f"recipe {name!r} learns from {recipe.distillation.teacher!r}, which is not in "
+                             f"{output_dir}: train it first (python train.py --recipe {recipe.distillation.teacher})")
         soft = {}
         for split, data in (("train", train_data), ("validation", splits["validation"])):
             soft[split], teacher_sha256 = teacher_probabilities(

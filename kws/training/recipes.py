@@ -8,7 +8,9 @@ exactly how every model was made. No TensorFlow is imported here.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kws.features import FeatureConfig
@@ -169,3 +171,19 @@ RECIPES["big_robust"] = dataclasses.replace(
     non_keywords=True,
     description="candidate service model (not shipped yet): big + silence, other words, rooms and microphones",
 )
+
+
+def training_order(names: Sequence[str]) -> list[str]:
+    """Students after their teachers: a distilled recipe reads its teacher from the output folder."""
+    return sorted(names, key=lambda name: (RECIPES[name].distillation is not None, name))
+
+
+def missing_teachers(names: Sequence[str], output_dir: Path) -> list[tuple[str, str]]:
+    """(student, teacher) for each distilled recipe whose teacher is neither trained before it nor in ``output_dir``."""
+    missing = []
+    for position, name in enumerate(names):
+        distillation = RECIPES[name].distillation
+        if distillation and distillation.teacher not in names[:position]:
+            if not (Path(output_dir) / f"{distillation.teacher}.json").is_file():
+                missing.append((name, distillation.teacher))
+    return missing

@@ -175,3 +175,10 @@ def test_missing_data_dir_is_a_cli_error(tmp_path: Path, cli) -> None:
     done = cli("train.py", "--recipe", "little", "--data-dir", str(tmp_path / "nowhere"))
     assert done.returncode == 2
     assert "--data-dir" in done.stderr
+
+
+def test_a_student_without_its_teacher_is_a_cli_error(tmp_path: Path, small_dataset: Path, cli) -> None:
+    done = cli("train.py", "--recipe", "little_distilled", "--output-dir", str(tmp_path),
+               "--data-dir", str(small_dataset))
+    assert done.returncode == 2
+    assert "learns from big" in done.stderr and "--recipe big" in done.stderr
