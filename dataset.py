@@ -3,6 +3,7 @@
 The work is in :mod:`kws.data`; this script is its command line::
 
     python dataset.py download                    # fetch mini_speech_commands.zip into data/
+    python dataset.py download --full             # Speech Commands v0.02 (2.3 GB) into data/speech_commands{,_other}
     python dataset.py summary                     # clips per label and split ($KWS_DATA_DIR or ../shared)
     python dataset.py summary --data-dir DIR
 """
@@ -17,7 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kws.data.clips import DEFAULT_DATA_DIR, DEFAULT_LABELS, DatasetError, list_clips, resolve_data_dir
-from kws.data.download import MINI_SPEECH_COMMANDS_URL, download
+from kws.data.download import (
+    DEFAULT_FULL_DATA_DIR,
+    FULL_SPEECH_COMMANDS_URL,
+    MINI_SPEECH_COMMANDS_URL,
+    download,
+    download_full,
+)
 from kws.data.splits import partition_of
 from kws.reports import format_table
 
@@ -33,13 +40,14 @@ def summarise(data_dir: Path) -> dict[str, Counter]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Download the Speech Commands clips, or count them per split.")
     commands = parser.add_subparsers(dest="command", required=True)
-    fetch = commands.add_parser("download", help="download and extract mini_speech_commands.zip")
-    fetch.add_argument(
-        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="where the label folders go (default: %(default)s)"
-    )
-    fetch.add_argument(
-        "--url", default=MINI_SPEECH_COMMANDS_URL, help="archive to fetch, e.g. a local mirror (default: %(default)s)"
-    )
+    fetch = commands.add_parser("download", help="download and extract mini_speech_commands.zip (or, with --full, "
+                                "the full Speech Commands v0.02)")
+    fetch.add_argument("--full", action="store_true", help="the full v0.02 (105 829 clips, 35 words, 2.3 GB): keywords "
+                       f"in DIR, other words and noise recordings in DIR_other (DIR default: {DEFAULT_FULL_DATA_DIR})")
+    fetch.add_argument("--data-dir", type=Path, metavar="DIR",
+                       help=f"where the label folders go (default: {DEFAULT_DATA_DIR})")
+    fetch.add_argument("--url", help=f"archive to fetch, e.g. a local mirror (default: {MINI_SPEECH_COMMANDS_URL}, "
+                       f"with --full {FULL_SPEECH_COMMANDS_URL})")
     summary = commands.add_parser("summary", help="count clips per label in each speaker-disjoint split")
     summary.add_argument(
         "--data-dir", type=Path, help="dataset folder (default: $KWS_DATA_DIR, ../shared/data/speech_commands, "
@@ -48,8 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
+        if args.command == "download" and args.full:
+            target = args.data_dir or DEFAULT_FULL_DATA_DIR
+            keywords, others = download_full(target, args.url or FULL_SPEECH_COMMANDS_URL)
+            print(f"keywords are in {keywords}, other words and noise recordings in {others}")
+            return 0
         if args.command == "download":
-            print(f"clips are in {download(args.data_dir, args.url)}")
+            print(f"clips are in {download(args.data_dir or DEFAULT_DATA_DIR, args.url or MINI_SPEECH_COMMANDS_URL)}")
             return 0
         counts = summarise(resolve_data_dir(args.data_dir))
     except DatasetError as error:

@@ -1,8 +1,19 @@
-"""Download the mini Speech Commands archive for users who have no clips yet."""
+"""Download Speech Commands for users who have no clips yet: the mini set, or the full v0.02.
+
+The mini set (8 000 clips of the eight keywords) is enough to run everything. The full
+Speech Commands v0.02 (105 829 clips of 35 words, CC BY 4.0) is what training for silence,
+other words and rooms needs (the README's learning curve): :func:`download_full` streams its
+2.3 GB archive once and lays it out as the project's folders do, the eight keywords in
+``<dir>/<label>/`` and the 27 other words with ``_background_noise_`` in
+``<dir>_other/``, the folder ``train.py --other-dir`` looks for by default.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import shutil
+import tarfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -10,13 +21,119 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from kws.data.clips import DEFAULT_DATA_DIR, DatasetError
+from kws.data.clips import DEFAULT_DATA_DIR, DEFAULT_LABELS, DatasetError
 
 log = logging.getLogger(__name__)
 
 MINI_SPEECH_COMMANDS_URL = "http://storage.googleapis.com/download.tensorflow.org/data/mini_speech_commands.zip"
 #: What a complete mini_speech_commands.zip holds: 8 words x 1 000 clips.
 MINI_SPEECH_COMMANDS_CLIPS = 8_000
+
+
+FULL_SPEECH_COMMANDS_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+#: Where ``dataset.py download --full`` puts the keywords (the other words go beside it, ``_other``).
+DEFAULT_FULL_DATA_DIR = Path("data/speech_commands")
+#: v0.02 holds 105 829 clips; fewer than this means a truncated or wrong archive.
+FULL_SPEECH_COMMANDS_MIN_CLIPS = 100_000
+NOISE_FOLDER = "_background_noise_"
+#: A member is extracted only if its folder and file names look like the dataset's own.
+_SAFE_FOLDER = re.compile(r"^[A-Za-z_]{1,40}$")
+_SAFE_FILE = re.compile(r"^[A-Za-z0-9_.-]{1,80}\.wav$")
+
+
+def other_dir_of(data_dir: Path) -> Path:
+    """Where the full set's other words and noise recordings go: beside the keywords, ``<name>_other``."""
+    return data_dir.parent / f"{data_dir.name}_other"
+
+
+def download_full(
+    data_dir: Path | str = DEFAULT_FULL_DATA_DIR,
+    url: str = FULL_SPEECH_COMMANDS_URL,
+    min_clips: int = FULL_SPEECH_COMMANDS_MIN_CLIPS,
+) -> tuple[Path, Path]:
+    """Stream the full Speech Commands archive and extract it: keywords to ``data_dir``, the rest beside it.
+
+    The archive is read as it arrives (never stored whole), and a member lands only if
+    it is a WAV file in a folder of the dataset's kind, so a hostile archive cannot write
+    outside the two folders. Fewer than ``min_clips`` spoken clips is an error (truncated download).
+    """
+    data_dir = Path(data_dir)
+    other_dir = other_dir_of(data_dir)
+    if data_dir.is_dir() and any(data_dir.glob("*/*.wav")):
+        log.info("%s already holds clips; nothing to download", data_dir)
+        return data_dir, other_dir
+    for folder in (data_dir, other_dir):
+        if folder.is_dir() and any(folder.iterdir()):
+            raise DatasetError(f"{folder} already exists and is not empty: move it away, or give another --data-dir")
+    # Extracted into staging folders, renamed only once complete: an interrupted download
+    # never leaves a half-filled folder that the next run would take for the dataset.
+    staging = {final: final.with_name(final.name + ".partial") for final in (data_dir, other_dir)}
+    for folder in staging.values():
+        shutil.rmtree(folder, ignore_errors=True)
+    counts = {"keywords": 0, "other words": 0, "noise recordings": 0}
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            total = int(response.headers.get("Content-Length", 0)) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc="downloading") as bar:
+                reader = _CountingReader(response, bar)
+                with tarfile.open(fileobj=reader, mode="r|gz") as archive:
+                    for member in archive:
+                        target, kind = _target_of(member, staging[data_dir], staging[other_dir])
+                        source = archive.extractfile(member) if target is not None else None
+                        if source is None:
+                            continue
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(source.read())
+                        counts[kind] += 1
+        spoken = counts["keywords"] + counts["other words"]
+        if spoken < min_clips:
+            raise DatasetError(f"{url}: only {spoken} clips (expected at least {min_clips}): truncated? "
+                               "Download again")
+        for final, folder in staging.items():
+            if final.exists():
+                final.rmdir()  # empty: checked before downloading (a folder with files in it is the user's)
+            folder.rename(final)
+    except (urllib.error.URLError, OSError) as error:
+        raise DatasetError(
+            f"could not download {url} ({error}); offline? Put a Speech Commands folder "
+            "(<label>/<speaker>_nohash_<n>.wav) anywhere and point $KWS_DATA_DIR (or the tool's --data-dir) at it"
+        ) from error
+    except tarfile.TarError as error:
+        raise DatasetError(f"{url}: not a readable .tar.gz ({error}); download again") from error
+    finally:
+        for folder in staging.values():
+            shutil.rmtree(folder, ignore_errors=True)
+    log.info("extracted %s", ", ".join(f"{count} {kind}" for kind, count in counts.items()))
+    return data_dir, other_dir
+
+
+class _CountingReader:
+    """A file-like wrapper that advances a progress bar by the bytes read through it."""
+
+    def __init__(self, raw, bar: tqdm) -> None:
+        self.raw, self.bar = raw, bar
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.bar.update(len(data))
+        return data
+
+
+def _target_of(member: tarfile.TarInfo, data_dir: Path, other_dir: Path) -> tuple[Path | None, str]:
+    """Where one archive member goes, and what it is; (None, "") for anything that is not a dataset WAV."""
+    parts = Path(member.name).parts
+    if not member.isfile() or len(parts) < 2:
+        return None, ""
+    folder, name = parts[-2], parts[-1]
+    if not (_SAFE_FOLDER.match(folder) and _SAFE_FILE.match(name)):
+        return None, ""
+    if folder == NOISE_FOLDER:
+        return other_dir / folder / name, "noise recordings"
+    if folder in DEFAULT_LABELS:
+        return data_dir / folder / name, "keywords"
+    if folder.startswith("_"):
+        return None, ""
+    return other_dir / folder / name, "other words"
 
 
 def download(data_dir: Path | str = DEFAULT_DATA_DIR, url: str = MINI_SPEECH_COMMANDS_URL) -> Path:

@@ -18,7 +18,7 @@ import pytest
 
 from kws.audio import AudioError, decode_wav, read_wav
 from kws.data.clips import DEFAULT_LABELS, Clip, DatasetError, list_clips, sample_clips, select_clips, speaker_of
-from kws.data.download import extract_archive
+from kws.data.download import download_full, extract_archive
 from kws.data.splits import partition_of, read_split_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -267,3 +267,90 @@ def test_extract_archive_rejects_a_non_zip(tmp_path: Path) -> None:
     archive.write_text("<html>captive portal</html>")
     with pytest.raises(DatasetError, match="not a zip file"):
         extract_archive(archive, tmp_path / "out")
+
+
+# --------------------------------------------------------------------------- #
+# The full Speech Commands download (served by a real HTTP server on loopback)
+# --------------------------------------------------------------------------- #
+
+
+def serve_folder(folder: Path):
+    """A real HTTP server for ``folder`` on a free loopback port, in a thread; returns (server, base URL)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def write_full_archive(path: Path, data_dir: Path) -> dict[str, int]:
+    """A small archive in v0.02's layout: keyword and other-word clips, a noise recording, and hostile members."""
+    import tarfile
+
+    other = data_dir.parent / "speech_commands_other"
+    if not other.is_dir():
+        pytest.skip(f"no {other}")
+    keywords = [c.path for c in select_clips(data_dir, "test")[:6]]
+    others = sorted((other / "bed").glob("*.wav"))[:3]
+    noise = sorted((other / "_background_noise_").glob("*.wav"))[:1]
+    with tarfile.open(path, "w:gz") as archive:
+        for clip in [*keywords, *others, *noise]:
+            archive.add(clip, arcname=f"./{clip.parent.name}/{clip.name}")
+        archive.addfile(tarfile.TarInfo("README.md"), io.BytesIO())
+        for hostile in ("../../escaped.wav", "./yes/../../../escaped.wav", "./ev il/x.wav"):
+            info = tarfile.TarInfo(hostile)
+            info.size = 4
+            archive.addfile(info, io.BytesIO(b"RIFF"))
+        link = tarfile.TarInfo("./yes/link.wav")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+    return {"keywords": len(keywords), "others": len(others), "noise": len(noise)}
+
+
+def test_full_download_lays_out_keywords_and_other_words(data_dir: Path, tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    counts = write_full_archive(served / "speech_commands_v0.02.tar.gz", data_dir)
+    server, base = serve_folder(served)
+    try:
+        target = tmp_path / "data" / "speech_commands"
+        keywords, others = download_full(target, f"{base}/speech_commands_v0.02.tar.gz", min_clips=1)
+    finally:
+        server.shutdown()
+    assert keywords == target and others == tmp_path / "data" / "speech_commands_other"
+    assert len(list(keywords.glob("*/*.wav"))) == counts["keywords"]
+    assert {p.parent.name for p in keywords.glob("*/*.wav")} <= set(DEFAULT_LABELS)
+    assert len(list((others / "bed").glob("*.wav"))) == counts["others"]
+    assert len(list((others / "_background_noise_").glob("*.wav"))) == counts["noise"]
+    assert not list(tmp_path.rglob("escaped.wav")) and not (keywords / "yes" / "link.wav").exists()
+    assert not list(tmp_path.rglob("*.partial"))
+    # The folders are what the rest of the project reads: the clips list, and the other words by speaker.
+    assert len(list_clips(keywords)) == counts["keywords"]
+
+
+def test_truncated_full_download_leaves_nothing(data_dir: Path, tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    write_full_archive(served / "full.tar.gz", data_dir)
+    server, base = serve_folder(served)
+    target = tmp_path / "data" / "speech_commands"
+    try:
+        with pytest.raises(DatasetError, match="truncated"):
+            download_full(target, f"{base}/full.tar.gz", min_clips=100_000)
+    finally:
+        server.shutdown()
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+def test_offline_full_download_is_a_clear_error(tmp_path: Path, free_port: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "dataset.py", "download", "--full", "--data-dir", str(tmp_path / "speech_commands"),
+         "--url", f"http://127.0.0.1:{free_port}/speech_commands_v0.02.tar.gz"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert "could not download" in result.stderr and "Traceback" not in result.stderr
