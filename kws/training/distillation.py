@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from kws.model.runtime import load_model
+from kws.model.runtime import KeywordModel, load_model
 
 
 @dataclass(frozen=True)
@@ -50,21 +50,23 @@ def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     return (exps / exps.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def teacher_probabilities(
-    teacher_stem: Path, audio: np.ndarray, labels: Sequence[str], temperature: float, desc: str = "teacher"
-) -> tuple[np.ndarray, str]:
-    """The teacher's softened probabilities for every clip (float audio in [-1, 1]), and its sha256.
-
-    The teacher must know the student's labels in the student's order: distilling
-    between different label sets would teach the wrong words.
-    """
+def load_teacher(teacher_stem: Path, labels: Sequence[str]) -> KeywordModel:
+    """The teacher, which must know the student's labels in the student's order: distilling
+    between different label sets would teach the wrong words."""
     teacher = load_model(teacher_stem)
     if tuple(teacher.labels) != tuple(labels):
         raise ValueError(f"teacher {teacher_stem} knows {list(teacher.labels)}, the student {list(labels)}")
+    return teacher
+
+
+def teacher_probabilities(
+    teacher: KeywordModel, audio: np.ndarray, temperature: float, desc: str = "teacher"
+) -> np.ndarray:
+    """The teacher's probabilities for every clip (float audio in [-1, 1]), softened at ``temperature``."""
     probabilities = np.stack([teacher.predict_audio(clip) for clip in tqdm(audio, desc=desc, unit="clip")])
     if teacher.metadata.raw.get("output") == "logits":
         probabilities = soften(np.exp(probabilities - probabilities.max(-1, keepdims=True)), 1.0)
-    return soften(probabilities, temperature), teacher.sha256
+    return soften(probabilities, temperature)
 
 
 def pack_targets(labels: np.ndarray, teacher: np.ndarray) -> np.ndarray:

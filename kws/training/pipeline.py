@@ -23,7 +23,7 @@ from kws.training.data import (
     load_split,
     make_training_sequence,
 )
-from kws.training.distillation import pack_targets, teacher_probabilities
+from kws.training.distillation import load_teacher, pack_targets, teacher_probabilities
 from kws.training.export import compress, convert, tflite_predictions
 from kws.training.fitting import prune, train_float_model, weight_sparsity
 from kws.training.non_keywords import NoiseBank, noise_dir_of
@@ -93,11 +93,10 @@ def train_recipe(
         if not teacher_stem.with_suffix(".json").is_file():
             raise ValueError(f"recipe {name!r} learns from {recipe.distillation.teacher!r}, which is not in "
                              f"{output_dir}: train it first (python train.py --recipe {recipe.distillation.teacher})")
-        soft = {}
-        for split, data in (("train", train_data), ("validation", splits["validation"])):
-            soft[split], teacher_sha256 = teacher_probabilities(
-                teacher_stem, data.audio, labels, temperature, desc=f"teacher on {split}"
-            )
+        teacher = load_teacher(teacher_stem, labels)
+        teacher_sha256 = teacher.sha256
+        soft = {split: teacher_probabilities(teacher, data.audio, temperature, desc=f"teacher on {split}")
+                for split, data in (("train", train_data), ("validation", splits["validation"]))}
         train_targets = pack_targets(train_data.labels, soft["train"])
         val_y = pack_targets(val_y, soft["validation"])
     train_sequence = make_training_sequence(recipe, train_data, seed, standardization, noise, train_targets)
