@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -174,6 +176,42 @@ def settle(trace: Trace) -> Detection | None:
     return Detection(candidate.time_s, trace.little_label, candidate.score, LITTLE)
 
 
+class _Interruption:
+    """Ctrl-C and SIGTERM during a run, taken only where that is safe.
+
+    Python raises KeyboardInterrupt between any two bytecodes, so one landing just after a
+    lock was taken and before its ``try`` leaves the lock held, and the run's last flush then
+    waits for it for ever. Here a signal stops the run at once only while the main thread
+    waits for audio (it holds nothing then); otherwise it is noted and the run stops after the
+    hop in progress, 100 ms later at most. Installed only on the main thread (signals go nowhere else).
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.waiting = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> _Interruption:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._on_signal)
+        return self
+
+    def restore(self) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _on_signal(self, number: int, _frame: object) -> None:
+        self.requested = True
+        if self.waiting:
+            raise StopListening("interrupted" if number == signal.SIGINT else "stopped by SIGTERM")
+
+    def check(self) -> None:
+        if self.requested:
+            raise StopListening("interrupted")
+
+
 class Listener:
     """One stream, start to end; :meth:`run` may be called once."""
 
@@ -200,8 +238,9 @@ class Listener:
         """Listen until the source ends or Ctrl-C; the statistics are complete either way."""
         hop = self.params.hop_samples
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="big-confirm") if self.confirmer else None
+        interruption = _Interruption().install()
         try:
-            while (block := source.read(hop)).size:
+            while (block := self._read(source, hop, interruption)).size:
                 self.stats.audio_samples += block.size
                 if block.size < hop:
                     self._note(f"the stream ended mid-hop: its last {1000 * block.size / SAMPLE_RATE:.0f} ms "
@@ -209,6 +248,7 @@ class Listener:
                     self.stats.padded_samples += hop - block.size
                     block = np.concatenate([block, np.zeros(hop - block.size, dtype=np.int16)])
                 self._hop(block)
+                interruption.check()
             if self.stats.audio_samples == 0:
                 self._note("the stream was empty")
             elif not self.classifier.features.ready:
@@ -221,11 +261,21 @@ class Listener:
             self.stats.interrupted = True
             self._note(f"stopped after {self.stats.audio_s:.1f} s of audio ({str(stop) or 'interrupted'})")
         finally:
+            interruption.restore()  # a second Ctrl-C while Big's last answers are awaited: Little's words stand
             self._output.flush(wait=True)
             if self._pool is not None:
                 self._pool.shutdown(wait=False)
         self.stats.notes.extend(source.notes)
         return self.stats
+
+    @staticmethod
+    def _read(source: AudioSource, hop: int, interruption: _Interruption) -> np.ndarray:
+        """The next hop of audio, where a Ctrl-C may stop the run at once (nothing is held while waiting)."""
+        interruption.waiting = True
+        try:
+            return source.read(hop)
+        finally:
+            interruption.waiting = False
 
     def _note(self, message: str) -> None:
         log.info(message)
