@@ -187,7 +187,8 @@ class _Interruption:
     """
 
     def __init__(self) -> None:
-        self.requested = False
+        self.requested: str | None = None
+        """Why the run is to stop, once a signal came."""
         self.waiting = False
         self._previous: dict[int, Any] = {}
 
@@ -203,13 +204,13 @@ class _Interruption:
         self._previous.clear()
 
     def _on_signal(self, number: int, _frame: object) -> None:
-        self.requested = True
+        self.requested = "interrupted" if number == signal.SIGINT else "stopped by SIGTERM"
         if self.waiting:
-            raise StopListening("interrupted" if number == signal.SIGINT else "stopped by SIGTERM")
+            raise StopListening(self.requested)
 
     def check(self) -> None:
         if self.requested:
-            raise StopListening("interrupted")
+            raise StopListening(self.requested)
 
 
 class Listener:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from kws.cascade.rule import softmax
 from kws.model.runtime import KeywordModel, load_model
 
 
@@ -65,7 +66,7 @@ def teacher_probabilities(
     """The teacher's probabilities for every clip (float audio in [-1, 1]), softened at ``temperature``."""
     probabilities = np.stack([teacher.predict_audio(clip) for clip in tqdm(audio, desc=desc, unit="clip")])
     if teacher.metadata.raw.get("output") == "logits":
-        probabilities = soften(np.exp(probabilities - probabilities.max(-1, keepdims=True)), 1.0)
+        probabilities = softmax(probabilities)
     return soften(probabilities, temperature)
 
 
