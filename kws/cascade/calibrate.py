@@ -35,6 +35,7 @@ from kws.data.clips import Clip, DatasetError, select_clips
 from kws.features import FeatureConfig, compute_features
 from kws.model.metadata import metadata_path, write_section
 from kws.model.runtime import KeywordModel, load_model
+from kws.rest import compression
 from kws.rest.client import FEATURES_ENCODING, BigClient
 from kws.wire import audio_pack, features_pack
 
@@ -53,14 +54,22 @@ def little_probabilities(model: KeywordModel, samples: np.ndarray) -> np.ndarray
     return rule.softmax(scores) if model.metadata.raw.get("output") == "logits" else scores
 
 
+#: Each way a clip can travel to Big, as the reports count its bytes: each payload as a plain
+#: SenML pack and deflated (:mod:`kws.rest.compression`, what a client sends a service that takes it).
+BODY_KINDS = ("pcm", "features", "pcm_deflate", "features_deflate")
+
+
 def payload_bytes(samples: np.ndarray, big_config: FeatureConfig) -> dict[str, int]:
-    """What one clip costs to send to Big, per payload: the audio pack and the int8 features pack."""
-    return {
-        "pcm": len(audio_pack.encode_audio_pack(samples, device="calibration").encode()),
-        "features": len(features_pack.encode_features_pack(
+    """What one clip costs to send to Big, per :data:`BODY_KINDS`: the audio pack and the int8
+    features pack, each plain and deflated."""
+    packs = {
+        "pcm": audio_pack.audio_pack_body(samples, device="calibration"),
+        "features": features_pack.features_pack_body(
             "calibration-1", compute_features(samples, big_config), big_config, encoding=FEATURES_ENCODING
-        ).encode()),
+        ),
     }
+    deflated = {f"{name}_deflate": len(compression.compress(pack)) for name, pack in packs.items()}
+    return {**{name: len(pack) for name, pack in packs.items()}, **deflated}
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,7 @@ class Paired:
     predictions: rule.PairedPredictions
     """``request_bytes`` are those of the payload actually used to ask Big."""
     bytes_by_payload: dict[str, np.ndarray]
+    """Each clip's request body size, per :data:`BODY_KINDS`."""
 
     def for_payload(self, payload: str) -> rule.PairedPredictions:
         return dataclasses.replace(self.predictions, request_bytes=self.bytes_by_payload[payload])
@@ -98,7 +108,7 @@ def predict_both(
         ))
         sizes.append(payload_bytes(samples, big_config))
     columns = (np.array(column) for column in zip(*rows))
-    by_payload = {name: np.array([size[name] for size in sizes]) for name in ("pcm", "features")}
+    by_payload = {name: np.array([size[name] for size in sizes]) for name in BODY_KINDS}
     return Paired(rule.PairedPredictions(*columns), by_payload)
 
 
@@ -138,7 +148,7 @@ class Calibration:
     def to_section(self) -> dict[str, Any]:
         """The ``cascade`` section of the Little model's metadata."""
         predictions = self.paired.predictions
-        per_payload = {name: self.paired.for_payload(name).evaluate(self.threshold) for name in ("pcm", "features")}
+        per_payload = {name: self.paired.for_payload(name).evaluate(self.threshold) for name in BODY_KINDS}
         return {
             "rule": rule.RULE.format(alpha=self.alpha),
             "alpha": self.alpha,

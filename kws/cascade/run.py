@@ -59,6 +59,10 @@ class ClipOutcome:
     wire_bytes: int
     payload: str | None
     """What was sent to Big ("pcm" or "features"), None when nothing was."""
+    pack_bytes: int = 0
+    """The SenML pack's size before compression (``body_bytes`` is what was sent)."""
+    content_encoding: str | None = None
+    """How the body was coded ("deflate" or "identity"), None when nothing was sent."""
 
     @property
     def asked_big(self) -> bool:
@@ -96,6 +100,8 @@ def classify_clip(clip: Clip, little: KeywordModel, big: BigClient, threshold: f
         body_bytes=answer.body_bytes if answer else 0,
         wire_bytes=answer.wire_bytes if answer else 0,
         payload=answer.payload if answer else None,
+        pack_bytes=answer.pack_bytes if answer else 0,
+        content_encoding=answer.content_encoding if answer else None,
     )
 
 
@@ -134,7 +140,8 @@ def summarize(outcomes: Sequence[ClipOutcome], threshold: float) -> dict[str, An
     ``fallbacks`` those Big could not answer, where Little's label stood, and
     ``fallback_reasons`` counts them by reason (``timeout``, ``circuit_open``,
     ``bad_scores``, ...: see :data:`kws.rest.client.FAILURE_REASONS`).
-    ``communication_bytes`` sums the request bodies (the SenML packs) Big answered,
+    ``communication_bytes`` sums the request bodies Big answered, as sent (the SenML
+    packs, deflated where the service takes it: ``pack_bytes`` is their size before),
     split by payload in ``bytes_by_payload``; ``wire_bytes`` adds the HTTP heads
     both ways and the response bodies, measured per exchange by
     :func:`kws.rest.client.exchange_bytes`. ``mb_per_800_clips`` scales
@@ -164,6 +171,7 @@ def summarize(outcomes: Sequence[ClipOutcome], threshold: float) -> dict[str, An
         "fallback_reasons": fallback_reasons(outcomes),
         "communication_bytes": communication,
         "bytes_by_payload": by_payload,
+        "pack_bytes": sum(o.pack_bytes for o in outcomes),
         "wire_bytes": sum(o.wire_bytes for o in outcomes),
         "mb_per_800_clips": round(communication / max(samples, 1) * rule.COST_CLIPS / rule.MEGABYTE, 4),
         "latency_ms": {
@@ -223,7 +231,8 @@ def check_big(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
             identity["name"], identity["sha256"][:12], calibrated_with.get("name"),
             str(calibrated_with.get("sha256"))[:12],
         )
-    return {**identity, "payload": big.payload, "calibrated_with": calibrated_with == identity}
+    return {**identity, "payload": big.payload, "content_encoding": big.content_encoding,
+            "calibrated_with": calibrated_with == identity}
 
 
 @dataclass(frozen=True)
@@ -286,11 +295,14 @@ def format_run_summary(report: dict[str, Any]) -> str:
     else:
         quality = (f"accuracy {report['accuracy']:.4f} (Little alone {report['little_accuracy']:.4f}) "
                    f"on {report['labelled']} labelled of {report['samples']} clips")
-    payloads = ", ".join(f"{name} {size / rule.MEGABYTE:.3f} MB" for name, size in report["bytes_by_payload"].items())
+    payloads = [f"{name} {size / rule.MEGABYTE:.3f} MB" for name, size in report["bytes_by_payload"].items()]
+    if report["pack_bytes"] != report["communication_bytes"]:
+        payloads.append(f"deflated from {report['pack_bytes'] / rule.MEGABYTE:.3f} MB")
+    sent = ", ".join(payloads)
     reasons = ", ".join(f"{reason} {count}" for reason, count in report.get("fallback_reasons", {}).items())
     return (
         f"{quality}; threshold {report['threshold']:.4f}; Big asked {report['big_requests']} times "
         f"({100 * report['big_fraction']:.1f}%), {report['fallbacks']} fallbacks{f' ({reasons})' if reasons else ''}; "
-        f"{megabytes:.3f} MB sent{f' ({payloads})' if payloads else ''}, "
+        f"{megabytes:.3f} MB sent{f' ({sent})' if sent else ''}, "
         f"{report['mb_per_800_clips']:.3f} MB per 800 clips"
     )

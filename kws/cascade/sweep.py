@@ -1,9 +1,10 @@
 """The offline sweep: every threshold evaluated from one pass of both models, as a table and a plot.
 
 Big is asked about every clip once, with the client's payload; what each clip
-would cost in the other payload is measured by encoding it, so the table and the
-plot show both: the same accuracy (Big answers int8 features as it answers audio,
-to within a clip or two) at about a fifteenth of the bytes.
+would cost in the other payload, and deflated (:mod:`kws.rest.compression`), is
+measured by encoding it, so the table and the plot show all four: the same accuracy
+(Big answers int8 features as it answers audio, to within a clip or two) at about a
+fifteenth of the bytes for features, and deflating takes off another 27-39 %.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from kws.cascade import rule
-from kws.cascade.calibrate import Paired, predict_both, service_answerer
+from kws.cascade.calibrate import BODY_KINDS, Paired, predict_both, service_answerer
 from kws.data.clips import Clip
 from kws.features import FeatureConfig
 from kws.model.runtime import KeywordModel
@@ -28,17 +29,17 @@ SWEEP_THRESHOLDS = tuple(round(float(t), 2) for t in np.linspace(0.0, 1.0, 21))
 
 
 def format_sweep_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The sweep report's ``rows`` as a table: one line per threshold, MB per 800 clips per payload."""
+    """The sweep report's ``rows`` as a table: one line per threshold, MB per 800 clips per way of sending
+    (each payload plain and deflated)."""
     return format_table(
-        ["threshold", "accuracy", "big %", "requests", "MB/800 pcm", "MB/800 features"],
+        ["threshold", "accuracy", "big %", "requests", *(f"MB/800 {name.replace('_', ' ')}" for name in BODY_KINDS)],
         [
             [
                 row["threshold"],
                 row["accuracy"],
                 f"{100 * row['big_fraction']:.1f}",
                 row["big_requests"],
-                f"{row['mb_per_800_clips']['pcm']:.3f}",
-                f"{row['mb_per_800_clips']['features']:.3f}",
+                *(f"{row['mb_per_800_clips'][name]:.3f}" for name in BODY_KINDS),
             ]
             for row in rows
         ],
@@ -46,12 +47,12 @@ def format_sweep_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def sweep_rows(paired: Paired, thresholds: Sequence[float]) -> list[dict[str, Any]]:
-    """Each threshold's outcome, its bytes given for both payloads."""
-    by_payload = {name: paired.for_payload(name).sweep(thresholds) for name in ("pcm", "features")}
+    """Each threshold's outcome, its bytes given for both payloads, plain and deflated."""
+    by_kind = {name: paired.for_payload(name).sweep(thresholds) for name in BODY_KINDS}
     rows = []
-    for pcm, features in zip(by_payload["pcm"], by_payload["features"]):
-        row = pcm.to_dict()
-        outcomes = {"pcm": pcm, "features": features}
+    for at_threshold in zip(*by_kind.values()):
+        outcomes = dict(zip(by_kind, at_threshold))
+        row = outcomes["pcm"].to_dict()
         row["communication_bytes"] = {name: outcome.communication_bytes for name, outcome in outcomes.items()}
         row["mb_per_800_clips"] = {name: round(outcome.mb_per_800_clips, 6) for name, outcome in outcomes.items()}
         rows.append(row)
@@ -60,7 +61,8 @@ def sweep_rows(paired: Paired, thresholds: Sequence[float]) -> list[dict[str, An
 
 def plot_sweep(rows: Sequence[dict[str, Any]], predictions: rule.PairedPredictions, path: Path,
                chosen: float | None) -> None:
-    """Accuracy against MB per 800 clips sent to Big, one curve per payload, one point per threshold."""
+    """Accuracy against MB per 800 clips sent to Big, one curve per payload (plain and deflated),
+    one point per threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,9 +70,12 @@ def plot_sweep(rows: Sequence[dict[str, Any]], predictions: rule.PairedPredictio
 
     figure, axes = plt.subplots(figsize=(7.5, 4.5))
     accuracy = [row["accuracy"] for row in rows]
-    for payload, marker in (("pcm", "o"), ("features", "s")):
+    styles = {"pcm": ("o", "-"), "features": ("s", "-"), "pcm_deflate": ("o", "--"), "features_deflate": ("s", "--")}
+    for payload in BODY_KINDS:
+        marker, line = styles[payload]
         megabytes = [row["mb_per_800_clips"][payload] for row in rows]
-        axes.plot(megabytes, accuracy, marker=marker, markersize=4, label=f"cascade, {payload} payload")
+        name = f"{payload.removesuffix('_deflate')} payload{', deflated' if payload.endswith('_deflate') else ''}"
+        axes.plot(megabytes, accuracy, marker=marker, linestyle=line, markersize=4, label=f"cascade, {name}")
         for row, x in zip(rows, megabytes):
             if round(row["threshold"] * 20) % 4 == 0:  # label every 0.2 of threshold, enough to read the curve
                 axes.annotate(f"{row['threshold']:g}", (x, row["accuracy"]), textcoords="offset points",

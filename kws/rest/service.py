@@ -6,7 +6,8 @@ with this model's FeatureConfig (:mod:`kws.wire.features_pack`, about a fifteent
 of the bytes), and gets the Big model's answer back::
 
     POST /predict   Content-Type: application/senml+json   -> {"label": "yes", "scores": [...], ...}
-    GET  /health    200 once the model is loaded (with the payloads /predict takes), 503 before
+    GET  /health    200 once the model is loaded (with the payloads and request codings /predict
+                    takes), 503 before
     GET  /model     the model's metadata (labels, features, accuracy, sha256)
     GET  /metrics   Prometheus text: requests by path and status, errors, /predict latency
 
@@ -15,15 +16,18 @@ page, and never takes the service down:
 
 ====  ==============================================================
 400   not valid SenML: malformed JSON, RFC 8428 violations, bad base64, JSON
-      nested too deep, numbers no double holds; or malformed HTTP
+      nested too deep, numbers no double holds; a compressed body that is
+      broken, cut short or followed by other bytes; or malformed HTTP
 401   /predict without the service's bearer token (when it has one)
 422   valid SenML but not one usable clip: no audio record or two, no
       or wrong sample rate, odd byte count, empty or longer than 1 s; or
       features of another shape or FeatureConfig than the model's (the
       message names every field that differs)
-413   body over the size limit (64 KiB; a 1 s clip needs about 43 KB)
+413   body over the size limit (64 KiB; a 1 s clip needs about 43 KB), before
+      or after decoding a compressed body (:mod:`kws.rest.compression`)
 414   request line over 4 KiB; 431: head over 16 KiB or over 100 lines
-415   Content-Type other than application/senml+json
+415   Content-Type other than application/senml+json, or a Content-Encoding
+      other than deflate or gzip (the answer's Accept-Encoding lists them)
 405   wrong method (the ``Allow`` header lists the right ones)
 404   unknown path
 503   model not loaded yet
@@ -57,6 +61,7 @@ import cherrypy
 import numpy as np
 
 from kws.model.runtime import KeywordModel, load_model
+from kws.rest import compression
 from kws.rest.auth import require_bearer_token
 from kws.rest.metrics import PROMETHEUS_CONTENT_TYPE, HttpMetrics, metrics_middleware
 from kws.rest.server import ServerHandle, ServerLimits, serve
@@ -218,10 +223,19 @@ class Endpoints:
         declared = request.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise cherrypy.HTTPError(413, f"body of {declared} bytes is over the {limit}-byte limit")
+        try:
+            encoding = compression.request_encoding(request.headers.get("Content-Encoding"))
+        except compression.EncodingError as error:
+            # RFC 7694: a 415 for a request coding says in Accept-Encoding which codings would do.
+            cherrypy.serving.response.headers["Accept-Encoding"] = ", ".join(compression.REQUEST_ENCODINGS)
+            raise cherrypy.HTTPError(error.status, str(error)) from error
         body = request.body.read(limit + 1)  # also bounds chunked bodies, which declare no length
         if len(body) > limit:
             raise cherrypy.HTTPError(413, f"body is over the {limit}-byte limit")
-        return body
+        try:
+            return compression.decompress(body, encoding, limit)  # decoded, it is held to the same limit
+        except compression.EncodingError as error:
+            raise cherrypy.HTTPError(error.status, str(error)) from error
 
     @cherrypy.expose
     @cherrypy.tools.allow(methods=["GET", "HEAD"])
@@ -229,7 +243,10 @@ class Endpoints:
         if not self.service.ready:
             cherrypy.serving.response.status = 503
             return _respond_json({"status": "loading", "model": str(self.service.model_path)})
-        return _respond_json({"status": "ready", "model": self.service.model.name, "payloads": list(PAYLOADS)})
+        return _respond_json({
+            "status": "ready", "model": self.service.model.name, "payloads": list(PAYLOADS),
+            "content_encodings": list(compression.REQUEST_ENCODINGS),
+        })
 
     @cherrypy.expose
     @cherrypy.tools.allow(methods=["GET", "HEAD"])

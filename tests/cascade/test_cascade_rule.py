@@ -112,3 +112,4 @@ def test_export_writes_the_cascade_section_against_the_paired_big(shipped_model,
     assert section["validation"]["mcnemar_p"] >= section["alpha"]
     sizes = section["validation"]["bytes_per_request"]
     assert sizes["features"] * 10 < sizes["pcm"]
+    assert sizes["pcm_deflate"] < 0.7 * sizes["pcm"] and sizes["features_deflate"] < sizes["features"]

@@ -68,14 +68,21 @@ def shipped_threshold(model_path: Path) -> float:
     return json.loads(model_path.with_suffix(".json").read_text())["cascade"]["threshold"]
 
 
-@pytest.mark.parametrize(("payload", "low", "high"), [("pcm", 42_000, 43_000), ("features", 2_500, 3_500)])
+#: A request body's size, per payload, as its SenML pack and deflated (what the service answered).
+PACK_BYTES = {"pcm": (42_000, 43_000), "features": (2_500, 3_500)}
+DEFLATED_BYTES = {"pcm": (22_000, 32_000), "features": (1_600, 2_800)}
+
+
+@pytest.mark.parametrize("payload", ["pcm", "features"])
+@pytest.mark.parametrize("compress", ["auto", "none"])
 def test_run_with_the_shipped_threshold(
-    payload, low, high, server, small_dataset, little_model_path, tmp_path, run_client
+    payload, compress, server, small_dataset, little_model_path, tmp_path, run_client
 ) -> None:
     report_path = tmp_path / "cascade.json"
     common = ["--service", server.url, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
-    status, out, err = run_client([*common, "--payload", payload, "--report", str(report_path)])
+    status, out, err = run_client([*common, "--payload", payload, "--compress", compress, "--report", str(report_path)])
     assert status == 0, err
+    low, high = (DEFLATED_BYTES if compress == "auto" else PACK_BYTES)[payload]
 
     report = json.loads(report_path.read_text())
     test_clips = select_clips(small_dataset, "test")
@@ -87,7 +94,13 @@ def test_run_with_the_shipped_threshold(
     assert report["big_requests"] == predict_requests(server) == sum(c["margin"] < threshold for c in report["clips"])
     assert report["big_fraction"] == pytest.approx(report["big_requests"] / report["samples"], abs=1e-6)
     assert report["fallbacks"] == 0
+    assert report["big_requests"] > 0, "the small dataset has clips Little is unsure of, so bytes are counted"
     assert low * report["big_requests"] <= report["communication_bytes"] <= high * report["big_requests"]
+    pack_low, pack_high = PACK_BYTES[payload]
+    assert pack_low * report["big_requests"] <= report["pack_bytes"] <= pack_high * report["big_requests"]
+    encoding = "deflate" if compress == "auto" else "identity"  # the service lists deflate in /health
+    assert report["big_model"]["content_encoding"] == encoding
+    assert {clip["content_encoding"] for clip in report["clips"] if clip["big"]} <= {encoding}
     assert report["bytes_by_payload"] == ({payload: report["communication_bytes"]} if report["big_requests"] else {})
     if report["big_requests"]:  # heads both ways come on top of the request bodies
         assert report["wire_bytes"] > report["communication_bytes"] + 300 * report["big_requests"]
@@ -220,7 +233,7 @@ def test_recalibration_uses_the_validation_split_never_test(
     assert f"written to {written}" in out
 
 
-def test_sweep_writes_table_json_and_png_for_both_payloads(
+def test_sweep_writes_table_json_and_png_for_both_payloads_plain_and_deflated(
     server, small_dataset, little_model_path, tmp_path, run_client
 ) -> None:
     report_path, plot_path = tmp_path / "sweep.json", tmp_path / "sweep.png"
@@ -228,16 +241,19 @@ def test_sweep_writes_table_json_and_png_for_both_payloads(
     sweep_flags = ["--sweep", "--threshold", "0.33", "--report", str(report_path), "--plot", str(plot_path)]
     status, table, err = run_client([*args, *sweep_flags])
     assert status == 0, err
-    assert "threshold" in table and "MB/800 pcm" in table and "MB/800 features" in table
+    for column in ("MB/800 pcm", "MB/800 features", "MB/800 pcm deflate", "MB/800 features deflate"):
+        assert column in table
     assert f"sweep plot written to {plot_path}" in table
     report = json.loads(report_path.read_text())
     rows = report["rows"]
     assert [row["threshold"] for row in rows] == sorted({*SWEEP_THRESHOLDS, 0.33})
     assert rows[0]["big_requests"] == 0 and rows[0]["accuracy"] == pytest.approx(report["little_accuracy"], abs=1e-6)
-    for payload in ("pcm", "features"):
+    for payload in ("pcm", "features", "pcm_deflate", "features_deflate"):
         sent = [row["communication_bytes"][payload] for row in rows]
         assert sent == sorted(sent)
-    assert rows[-1]["communication_bytes"]["features"] * 10 < rows[-1]["communication_bytes"]["pcm"]
+    everything = rows[-1]["communication_bytes"]  # every clip sent
+    assert everything["features"] * 10 < everything["pcm"]
+    assert everything["pcm_deflate"] < 0.7 * everything["pcm"] and everything["features_deflate"] < everything["features"]
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert predict_requests(server) == report["samples"], "Big is asked once per clip, not once per threshold"
 

@@ -9,6 +9,7 @@ import logging
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,7 +27,10 @@ from kws.rest.client import (
 )
 from kws.rest.tls import server_context
 from kws.util.net import free_tcp_port
+from kws.wire import audio_pack, senml
 
+#: A client that sends plain PCM without asking the service anything first: the exchange is the clip's alone.
+PLAIN_PCM = {"payload": "pcm", "compress": "none"}
 # Both a /predict answer and (name, sha256, labels) model metadata: RecordingServer answers every path with it.
 ANSWER = b'{"name":"fake","sha256":{"tflite":"0"},"label":"yes","index":5,"scores":[0,0,0,0,0,1,0,0],"labels":["down","stop","right","left","up","yes","no","go"],"model":{"name":"fake","sha256":"0"},"inference_ms":1.0}'  # noqa: E501
 
@@ -79,7 +83,7 @@ def recording_server() -> Iterator[RecordingServer]:
 
 
 def test_exchange_bytes_equal_the_bytes_on_the_socket(recording_server) -> None:
-    with BigClient(recording_server.url, device="pi-test", payload="pcm") as big:
+    with BigClient(recording_server.url, device="pi-test", **PLAIN_PCM) as big:
         answer = big.predict(np.arange(16_000, dtype=np.int16))
     assert answer.label == "yes" and answer.labels[answer.index] == "yes"
     assert answer.wire_bytes == len(recording_server.received) + len(recording_server.sent)
@@ -97,7 +101,7 @@ def test_exchange_bytes_of_a_get_with_a_token(recording_server) -> None:
 def test_4xx_is_rejected_not_unavailable() -> None:
     server = RecordingServer(b"HTTP/1.1 422 Unprocessable Entity", b'{"error":"pack has no audio","status":422}')
     try:
-        with BigClient(server.url, payload="pcm") as big, pytest.raises(BigRejected, match="pack has no audio"):
+        with BigClient(server.url, **PLAIN_PCM) as big, pytest.raises(BigRejected, match="pack has no audio"):
             big.predict(np.zeros(100, dtype=np.int16))
     finally:
         server.close()
@@ -106,7 +110,7 @@ def test_4xx_is_rejected_not_unavailable() -> None:
 def test_5xx_after_retries_is_unavailable() -> None:
     server = RecordingServer(b"HTTP/1.1 503 Service Unavailable", b'{"error":"loading","status":503}')
     try:
-        with BigClient(server.url, retries=1, payload="pcm") as big, pytest.raises(BigUnavailable, match="503"):
+        with BigClient(server.url, retries=1, **PLAIN_PCM) as big, pytest.raises(BigUnavailable, match="503"):
             big.predict(np.zeros(100, dtype=np.int16))
         assert server.received.count(b"POST /predict") == 2, "one retry"
     finally:
@@ -114,7 +118,7 @@ def test_5xx_after_retries_is_unavailable() -> None:
 
 
 def test_connection_refused_is_unavailable_and_warned_once(caplog) -> None:
-    with BigClient(f"http://127.0.0.1:{free_tcp_port()}", retries=0, payload="pcm") as big:
+    with BigClient(f"http://127.0.0.1:{free_tcp_port()}", retries=0, **PLAIN_PCM) as big:
         for _ in range(3):
             with pytest.raises(BigUnavailable) as caught:
                 big.predict(np.zeros(100, dtype=np.int16))
@@ -125,7 +129,7 @@ def test_connection_refused_is_unavailable_and_warned_once(caplog) -> None:
 def test_a_silent_service_times_out_as_unavailable() -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections (backlog), never answers
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        big = BigClient(url, timeout=0.2, retries=0, payload="pcm")
+        big = BigClient(url, timeout=0.2, retries=0, **PLAIN_PCM)
         with big, pytest.raises(BigUnavailable, match="timed out"):
             big.predict(np.zeros(100, dtype=np.int16))
 
@@ -138,6 +142,52 @@ def test_auto_payload_takes_features_only_from_a_service_that_lists_them() -> No
             answer = big.predict(np.zeros(16_000, dtype=np.int16))
         assert big.payload == "pcm" and answer.payload == "pcm"
         assert b"GET /health" in server.received and b'"n":"audio"' in server.received
+    finally:
+        server.close()
+
+
+def _answer_listing(**lists: list[str]) -> bytes:
+    """ANSWER that also lists what /health lists (payloads, content_encodings)."""
+    return ANSWER[:-1] + b"".join(b"," + json.dumps({k: v})[1:-1].encode() for k, v in lists.items()) + b"}"
+
+
+def test_auto_deflates_only_for_a_service_that_lists_it() -> None:
+    samples = (np.sin(np.arange(16_000) / 7) * 8_000).astype(np.int16)
+    old, new = RecordingServer(), RecordingServer(body=_answer_listing(content_encodings=["deflate", "gzip"]))
+    try:
+        with BigClient(old.url, payload="pcm") as big:
+            plain = big.predict(samples)
+        assert b"Content-Encoding" not in old.received and plain.content_encoding == "identity"
+        assert plain.body_bytes == plain.pack_bytes
+        with BigClient(new.url, payload="pcm") as big:
+            coded = big.predict(samples)
+        head, body = new.received.split(b"POST /predict", 1)[1].split(b"\r\n\r\n", 1)
+        assert head.endswith(b"\r\nContent-Encoding: deflate") and coded.content_encoding == "deflate"
+        clip = audio_pack.audio_from_records(senml.loads(zlib.decompress(body)), 16_000)
+        assert np.array_equal(clip.samples, samples), "the body is the clip's pack, deflated"
+        assert coded.body_bytes == len(body) < coded.pack_bytes == plain.pack_bytes
+    finally:
+        old.close()
+        new.close()
+
+
+def test_a_deflated_exchange_counts_the_bytes_on_the_socket() -> None:
+    server = RecordingServer()
+    try:
+        with BigClient(server.url, payload="pcm", compress="deflate") as big:  # told, so nothing is asked first
+            answer = big.predict(np.arange(16_000, dtype=np.int16))
+        assert server.received.startswith(b"POST /predict")
+        assert answer.wire_bytes == len(server.received) + len(server.sent)
+    finally:
+        server.close()
+
+
+def test_deflate_asked_of_a_service_that_does_not_list_it_is_rejected() -> None:
+    server = RecordingServer(body=_answer_listing(payloads=["pcm", "features"]))
+    try:
+        with BigClient(server.url, payload="auto", compress="deflate") as big, pytest.raises(BigRejected) as caught:
+            big.predict(np.zeros(16_000, dtype=np.int16))
+        assert "not 'deflate'" in str(caught.value) and b"POST /predict" not in server.received
     finally:
         server.close()
 
@@ -278,7 +328,7 @@ def test_one_connection_carries_every_request() -> None:
 
 def test_threads_sharing_a_client_each_keep_a_connection(caplog) -> None:
     clips = [np.full(16_000, value, dtype=np.int16) for value in range(40)]
-    with caplog.at_level(logging.WARNING), BrokenBig("good") as fine, BigClient(fine.url, payload="pcm") as big:
+    with caplog.at_level(logging.WARNING), BrokenBig("good") as fine, BigClient(fine.url, **PLAIN_PCM) as big:
         with ThreadPoolExecutor(max_workers=8) as pool:
             labels = list(pool.map(lambda clip: big.predict(clip).label, clips))
         assert labels == ["yes"] * len(clips) and fine.predict_requests == len(clips)
@@ -289,7 +339,7 @@ def test_threads_sharing_a_client_each_keep_a_connection(caplog) -> None:
 def test_a_redirect_is_rejected_not_followed() -> None:
     server = RecordingServer(b"HTTP/1.1 308 Permanent Redirect\r\nLocation: http://127.0.0.1:9/predict", b"")
     try:
-        with BigClient(server.url, payload="pcm", retries=0) as big, pytest.raises(BigRejected) as caught:
+        with BigClient(server.url, **PLAIN_PCM, retries=0) as big, pytest.raises(BigRejected) as caught:
             big.predict(np.zeros(100, dtype=np.int16))
         assert caught.value.reason == "rejected" and "follows no redirects" in str(caught.value)
         assert server.received.count(b"POST /predict") == 1
@@ -304,7 +354,7 @@ def test_a_retry_after_of_hours_is_not_waited_for() -> None:
         finished = threading.Event()
 
         def ask() -> None:
-            with BigClient(server.url, payload="pcm", retries=1) as big, pytest.raises(BigUnavailable):
+            with BigClient(server.url, **PLAIN_PCM, retries=1) as big, pytest.raises(BigUnavailable):
                 big.predict(np.zeros(100, dtype=np.int16))
             finished.set()
 
@@ -327,7 +377,7 @@ def no_proxy_environment(monkeypatch) -> pytest.MonkeyPatch:
 def test_an_http_proxy_from_the_environment_gets_the_whole_url(no_proxy_environment, recording_server) -> None:
     proxy_url = recording_server.url.replace("http://", "http://pi:s%40cret@")  # a proxy that wants a password
     no_proxy_environment.setenv("HTTP_PROXY", proxy_url)
-    with BigClient("http://big.invalid:8080/kws", payload="pcm", device="pi-test") as big:
+    with BigClient("http://big.invalid:8080/kws", **PLAIN_PCM, device="pi-test") as big:
         assert big.proxy == recording_server.url
         answer = big.predict(np.arange(16_000, dtype=np.int16))
     request = recording_server.received
@@ -339,7 +389,7 @@ def test_an_http_proxy_from_the_environment_gets_the_whole_url(no_proxy_environm
 def test_no_proxy_sends_the_service_direct(no_proxy_environment, recording_server) -> None:
     no_proxy_environment.setenv("http_proxy", f"http://127.0.0.1:{free_tcp_port()}")  # nobody listens there
     no_proxy_environment.setenv("no_proxy", "localhost,127.0.0.0/8")
-    with BigClient(recording_server.url, payload="pcm", retries=0) as big:
+    with BigClient(recording_server.url, **PLAIN_PCM, retries=0) as big:
         assert big.proxy is None and big.predict(np.zeros(100, dtype=np.int16)).label == "yes"
 
 

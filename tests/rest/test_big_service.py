@@ -16,6 +16,7 @@ import requests
 from kws.audio import read_wav
 from kws.data.clips import select_clips
 from kws.model.runtime import load_model
+from kws.rest import compression
 from kws.rest import service as big_service
 from kws.wire import audio_pack, senml
 
@@ -227,6 +228,57 @@ def test_errors_do_not_break_a_keep_alive_connection(server, pcm) -> None:
         assert session.post(url, data=b"x", headers={"Content-Type": "text/plain"}, timeout=10).status_code == 415
         good = audio_pack.encode_audio_pack(pcm, device="test")
         assert session.post(url, data=good, headers=SENML_HEADERS, timeout=10).status_code == 200
+
+
+# --------------------------------------------------------------------------- #
+# Compressed bodies (Content-Encoding)
+# --------------------------------------------------------------------------- #
+
+
+def coded_headers(encoding: str) -> dict[str, str]:
+    return {**SENML_HEADERS, "Content-Encoding": encoding}
+
+
+@pytest.mark.parametrize("encoding", ["deflate", "gzip", "Deflate"])
+def test_a_compressed_body_gets_the_answer_the_plain_one_gets(server, pcm, encoding) -> None:
+    pack = audio_pack.audio_pack_body(pcm, device="test")
+    coded = compression.compress(pack, encoding.lower())
+    assert len(coded) < 0.7 * len(pack), "speech PCM in base64 deflates to well under 70 %"
+    plain, compressed = post(server, pack), post(server, coded, coded_headers(encoding))
+    assert plain.status_code == compressed.status_code == 200, compressed.text
+    assert compressed.json()["scores"] == plain.json()["scores"]
+
+
+def test_health_lists_the_request_codings(server) -> None:
+    assert requests.get(f"{server.url}/health", timeout=10).json()["content_encodings"] == ["deflate", "gzip"]
+
+
+def test_a_body_that_inflates_past_the_limit_is_413_and_the_service_stays_up(server, pcm) -> None:
+    bomb = compression.compress(b"[" + b" " * 50_000_000 + b"]")  # 50 MB of JSON whitespace in ~49 KB
+    assert len(bomb) <= big_service.MAX_BODY_BYTES
+    assert_json_error(post(server, bomb, coded_headers("deflate")), 413, "once deflate-decoded")
+    assert post(server, audio_pack.encode_audio_pack(pcm, device="test")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("mangle", "complaint"),
+    [
+        (lambda coded: b"not deflate at all", "not valid deflate data"),
+        (lambda coded: coded[: len(coded) // 2], "cut short"),
+        (lambda coded: coded + b"more", "bytes follow the end"),
+    ],
+    ids=["garbage", "cut-short", "trailing-bytes"],
+)
+def test_a_broken_compressed_body_is_400(server, pcm, mangle, complaint) -> None:
+    coded = compression.compress(audio_pack.audio_pack_body(pcm, device="test"))
+    assert_json_error(post(server, mangle(coded), coded_headers("deflate")), 400, complaint)
+
+
+@pytest.mark.parametrize("encoding", ["br", "gzip, deflate", "compress"])
+def test_an_unknown_or_stacked_coding_is_415_naming_the_ones_that_work(server, pcm, encoding) -> None:
+    response = post(server, audio_pack.audio_pack_body(pcm, device="test"), coded_headers(encoding))
+    assert_json_error(response, 415, "deflate, gzip")
+    assert response.headers["Accept-Encoding"] == "deflate, gzip", "RFC 7694: say which codings would do"
 
 
 # --------------------------------------------------------------------------- #
