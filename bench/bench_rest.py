@@ -11,6 +11,9 @@ concurrent clients (threads):
   process, as it would in the cloud, so client and server do not share one
   interpreter lock. With ``features`` the client computes Big's features (as the
   Pi would) and sends them as int8; the server only decodes and runs the model.
+  Each payload is measured twice, as a plain SenML pack and deflated (``pcm_deflate``,
+  ``features_deflate``: what the Pi sends a service that takes it), so the CPU deflating
+  costs on each side shows in the same run.
 
 All include feature extraction (on one side or the other); HTTP adds encoding,
 the round trip and decoding. Each (path, clients) pair runs ``--repeats`` times, interleaved so a
@@ -72,7 +75,13 @@ log = logging.getLogger("bench_rest")
 DEFAULT_REPORT = Path("reports/bench_rest.json")
 #: A clip classifier for one worker thread; called once per clip.
 Classify = Callable[[np.ndarray], Any]
-PAYLOADS = ("pcm", "features")
+#: What the HTTP clients send: each payload as a plain SenML pack and deflated (as the Pi sends it to a
+#: service that takes it), so the CPU that deflating costs is measured in the same run as the bytes it saves.
+BODIES = {
+    "pcm": ("pcm", "none"), "features": ("features", "none"),
+    "pcm_deflate": ("pcm", "deflate"), "features_deflate": ("features", "deflate"),
+}
+PAYLOADS = tuple(BODIES)
 PATHS = ("in_process", *(f"http_{payload}" for payload in PAYLOADS))
 
 
@@ -205,8 +214,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[tuple[str, int], list[Measurement]] = {}
     most = max(args.clients)
     with ServiceProcess(args.model, args.server_threads, service_cpus) as service:
-        http_clients = {payload: [BigClient(service.url, timeout=30, payload=payload) for _ in range(most)]
-                        for payload in PAYLOADS}
+        http_clients = {
+            name: [BigClient(service.url, timeout=30, payload=payload, compress=compress) for _ in range(most)]
+            for name, (payload, compress) in BODIES.items()
+        }
         paths: dict[str, tuple[list[Classify], int | None]] = {
             "in_process": ([model.clone().predict_audio for _ in range(most)], None),  # one interpreter per thread
             **{f"http_{payload}": ([client.predict for client in clients], service.process.pid)
@@ -273,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [
         [
             row["clients"],
-            payload,
+            payload.replace("_deflate", ", deflated"),
             row["in_process_clips_per_s"],
             row[payload]["http_clips_per_s"],
             row[payload]["http_to_in_process"],

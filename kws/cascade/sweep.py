@@ -70,12 +70,15 @@ def plot_sweep(rows: Sequence[dict[str, Any]], predictions: rule.PairedPredictio
 
     figure, axes = plt.subplots(figsize=(7.5, 4.5))
     accuracy = [row["accuracy"] for row in rows]
-    styles = {"pcm": ("o", "-"), "features": ("s", "-"), "pcm_deflate": ("o", "--"), "features_deflate": ("s", "--")}
+    # One colour and marker per payload; deflated is the same curve dashed, shifted left by what deflate saves.
+    looks = {"pcm": ("tab:blue", "o"), "features": ("tab:orange", "s")}
     for payload in BODY_KINDS:
-        marker, line = styles[payload]
+        plain = payload.removesuffix("_deflate")
+        colour, marker = looks[plain]
         megabytes = [row["mb_per_800_clips"][payload] for row in rows]
-        name = f"{payload.removesuffix('_deflate')} payload{', deflated' if payload.endswith('_deflate') else ''}"
-        axes.plot(megabytes, accuracy, marker=marker, linestyle=line, markersize=4, label=f"cascade, {name}")
+        name = f"{plain} payload{', deflated' if payload != plain else ''}"
+        axes.plot(megabytes, accuracy, color=colour, marker=marker, linestyle="--" if payload != plain else "-",
+                  markersize=4, label=f"cascade, {name}")
         for row, x in zip(rows, megabytes):
             if round(row["threshold"] * 20) % 4 == 0:  # label every 0.2 of threshold, enough to read the curve
                 axes.annotate(f"{row['threshold']:g}", (x, row["accuracy"]), textcoords="offset points",
@@ -83,7 +86,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], predictions: rule.PairedPredictio
             if row["threshold"] == chosen:
                 axes.scatter([x], [row["accuracy"]], s=120, facecolors="none", edgecolors="black", zorder=3,
                              label=f"threshold {chosen:.3f}" if payload == "pcm" else None)
-    axes.axhline(predictions.big_accuracy, color="tab:green", linestyle="--",
+    axes.axhline(predictions.big_accuracy, color="tab:green", linestyle=":",
                  label=f"Big alone {predictions.big_accuracy:.3f}")
     axes.axhline(predictions.little_accuracy, color="tab:red", linestyle=":",
                  label=f"Little alone {predictions.little_accuracy:.3f}")

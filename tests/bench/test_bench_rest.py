@@ -1,4 +1,5 @@
-"""bench/bench_rest.py runs end to end, shared or with the service on a core of its own, and reports both payloads."""
+"""bench/bench_rest.py runs end to end, shared or with the service on a core of its own, and reports both
+payloads, plain and deflated."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("placement", ["shared", "split"])
-def test_bench_rest_reports_both_payloads(placement: str, data_dir: Path, tmp_path: Path) -> None:
+def test_bench_rest_reports_both_payloads_plain_and_deflated(placement: str, data_dir: Path, tmp_path: Path) -> None:
     if placement == "split" and len(os.sched_getaffinity(0)) < 2:
         pytest.skip("--split-cores needs two CPUs")
     report_path = tmp_path / "rest.json"
@@ -28,7 +29,7 @@ def test_bench_rest_reports_both_payloads(placement: str, data_dir: Path, tmp_pa
     report = json.loads(report_path.read_text())
     assert [row["clients"] for row in report["results"]] == [1, 2]
     for row in report["results"]:
-        for payload in ("pcm", "features"):
+        for payload in ("pcm", "features", "pcm_deflate", "features_deflate"):
             assert row[payload]["http_clips_per_s"] > 0 and row[payload]["cpu_ms_per_clip"]["server"] > 0
     cores = report["setup"]["cores"]
     if placement == "split":
