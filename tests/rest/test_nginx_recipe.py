@@ -104,6 +104,7 @@ def test_a_replica_killed_mid_run_loses_no_clip(nginx, replicas, small_dataset, 
     report = summarize(outcomes, threshold=1.0)
     assert report["fallbacks"] == 0, report["fallback_reasons"]
     assert all(outcome.big is not None for outcome in outcomes)
+    assert {outcome.content_encoding for outcome in outcomes} == {"deflate"}, "deflated bodies pass nginx as they are"
     assert replicas[0].process.returncode == -signal.SIGKILL
     assert replicas[1].predictions() >= len(clips) - len(clips) // 3
 
