@@ -12,7 +12,7 @@ the FeatureConfig Big's ``GET /model`` gives, int8 in a SenML features pack, abo
 ``GET /health``, so an older service that takes only audio still works. The body
 is made as bytes once (:func:`kws.wire.senml.dumps_bytes`) and, where the service
 lists it in ``GET /health`` (``compress="auto"``, the default), deflated
-(:mod:`kws.rest.compression`: a PCM clip then travels as about 26 KB, features as
+(:mod:`kws.rest.compression`: a PCM clip then travels as about 25 KB, features as
 about 2.2 KB).
 
 The transport is a urllib3 connection pool, used directly: ``requests`` on top of

@@ -48,7 +48,7 @@ def add_big_client_arguments(parser: argparse.ArgumentParser) -> argparse._Argum
     )
     group.add_argument(
         "--compress", choices=COMPRESS_CHOICES, default="auto",
-        help="deflate each request body (a clip's pack travels as ~26 KB instead of ~43 KB, features as ~2.2 KB); "
+        help="deflate each request body (a clip's pack travels as ~25 KB instead of ~43 KB, features as ~2.2 KB); "
         "auto does when the service lists it in /health, none never (default: %(default)s)",
     )
     group.add_argument(
