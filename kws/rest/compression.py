@@ -10,7 +10,7 @@ that takes it; a service from before answers no list and gets the plain body.
 
 ``deflate`` is the zlib format (RFC 1950, as RFC 9110 §8.4.1.2 defines the coding), at
 zlib's default level: on a clip the fastest level costs half the CPU (0.8 against 1.5 ms
-here) for 5 % more bytes, and bytes are the Pi's scarcer resource; only the clips Little
+here, a one-off timing) for 5 % more bytes, and bytes are the Pi's scarcer resource; only the clips Little
 is unsure of are sent at all. ``gzip`` is accepted too, for clients whose HTTP libraries
 speak only that.
 
