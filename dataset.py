@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from kws.data.clips import DEFAULT_DATA_DIR, DEFAULT_LABELS, DatasetError, list_clips, resolve_data_dir
+from kws.data.clips import DEFAULT_DATA_DIR, DEFAULT_LABELS, DatasetError, resolve_data_dir, select_clips
 from kws.data.download import (
     DEFAULT_FULL_DATA_DIR,
     FULL_SPEECH_COMMANDS_URL,
@@ -25,16 +25,14 @@ from kws.data.download import (
     download,
     download_full,
 )
-from kws.data.splits import partition_of
+from kws.data.splits import is_training_only
 from kws.reports import format_table
 
 
 def summarise(data_dir: Path) -> dict[str, Counter]:
-    """Clip counts per split and label."""
-    counts: dict[str, Counter] = {name: Counter() for name in ("train", "validation", "test")}
-    for clip in list_clips(data_dir):
-        counts[partition_of(clip.speaker)][clip.label] += 1
-    return counts
+    """Clip counts per split and label (a training-only folder has all of its clips in 'train')."""
+    splits = ("train", "validation", "test")
+    return {name: Counter(clip.label for clip in select_clips(data_dir, name)) for name in splits}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,12 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "download":
             print(f"clips are in {download(args.data_dir or DEFAULT_DATA_DIR, args.url or MINI_SPEECH_COMMANDS_URL)}")
             return 0
-        counts = summarise(resolve_data_dir(args.data_dir))
+        data_dir = resolve_data_dir(args.data_dir)
+        counts = summarise(data_dir)
     except DatasetError as error:
         parser.exit(2, f"error: --data-dir: {error}\n")
     rows = [[label, *(counts[name][label] for name in counts)] for label in DEFAULT_LABELS]
     rows.append(["total", *(sum(c.values()) for c in counts.values())])
     print(format_table(["label", *counts], rows))
+    if is_training_only(data_dir):
+        print(f"{data_dir} is training-only: its speakers are unknown, so every clip is in 'train'")
     return 0
 
 

@@ -27,7 +27,10 @@ from pathlib import Path  # noqa: E402
 from kws.audio import AudioError  # noqa: E402
 from kws.data import clips as data  # noqa: E402
 from kws.data.clips import Clip, DatasetError  # noqa: E402
-from kws.data.splits import SPLIT_NAMES  # noqa: E402
+from kws.data.splits import (
+    SPLIT_NAMES,  # noqa: E402
+    is_training_only,  # noqa: E402
+)
 from kws.evaluation.evaluate import build_report, evaluate_model, format_summary  # noqa: E402
 from kws.model.metadata import ModelError  # noqa: E402
 from kws.model.runtime import load_model  # noqa: E402
@@ -52,13 +55,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     )
     parser.add_argument(
         "--data-dir", type=Path, metavar="DIR",
-        help="folder of <label>/<speaker>_nohash_<n>.wav clips "
+        help="folder of <label>/<speaker>_nohash_<n>.<ext> clips, WAV, FLAC or Ogg Opus "
         "(default: $KWS_DATA_DIR, ../shared/data/speech_commands or data/mini_speech_commands)",
     )
     parser.add_argument(
         "--split", default="test",
         help="'train', 'validation', 'test' (speaker-disjoint hash split), 'all', "
-        "or a split file of label/name.wav lines (default: %(default)s)",
+        "or a split file of label/name.ext lines, any clip ending (default: %(default)s)",
     )
     parser.add_argument(
         "--clips-per-label", type=int, metavar="N",
@@ -95,6 +98,9 @@ def choose_clips(
         clips = data.select_clips(args.data_dir, args.split, labels)
     except DatasetError as error:
         parser.error(f"--split: {error}")
+    if not clips and is_training_only(args.data_dir):
+        parser.error(f"--split {args.split}: {args.data_dir} is training-only (its speakers are unknown), so it has "
+                     "no validation or test clips; use --split train or all")
     if not clips:
         parser.error(f"--split {args.split} holds no clips of {args.data_dir}")
     if args.clips_per_label is not None:

@@ -48,8 +48,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         epilog="The threshold ships in the Little model's metadata (its 'cascade' section, calibrated at export "
         "on validation speakers); --threshold or --calibrate override it.",
     )
-    parser.add_argument("inputs", nargs="*", type=Path, metavar="WAV_OR_DIR",
-                        help="clips to classify, labelled or not (default: --split of --data-dir)")
+    parser.add_argument("inputs", nargs="*", type=Path, metavar="CLIP_OR_DIR",
+                        help="clip files (WAV, FLAC, Ogg Opus) or folders of them, labelled or not "
+                        "(default: --split of --data-dir)")
     parser.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="labelled Speech Commands folder (default: $KWS_DATA_DIR or ../shared)")
     parser.add_argument("--split", default="test", metavar="SPLIT",
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             clips = select_clips(resolve_data_dir(args.data_dir), args.split, little.labels)
     except DatasetError as error:
-        parser.exit(2, f"error: {'WAV_OR_DIR' if args.inputs else '--data-dir/--split'}: {error}\n")
+        parser.exit(2, f"error: {'CLIP_OR_DIR' if args.inputs else '--data-dir/--split'}: {error}\n")
     settings = SessionSettings(threshold=args.threshold, calibrate_dirs=tuple(args.calibrate or ()),
                                calibrate_split=args.calibrate_split, sweep=args.sweep, plot_path=args.plot,
                                progress=not args.no_progress)

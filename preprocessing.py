@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.audio import AudioError, read_wav
+from kws.audio import AudioError, read_clip
 from kws.features import *  # noqa: F403 - this module is the feature API's public face
 from kws.features import LOG_OFFSET, FeatureConfig, InputStandardization, compute_features  # noqa: F401
 from kws.model.metadata import ModelError, ModelMetadata, metadata_path
@@ -26,7 +26,8 @@ from kws.model.metadata import ModelError, ModelMetadata, metadata_path
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print the features a model computes for each clip.")
-    parser.add_argument("clips", nargs="+", type=Path, metavar="WAV", help="16 kHz mono 16-bit clips")
+    parser.add_argument("clips", nargs="+", type=Path, metavar="CLIP",
+                        help="16 kHz mono 16-bit clips (WAV, FLAC or Ogg Opus)")
     parser.add_argument(
         "--model", type=Path, default=Path("models/little"), metavar="STEM",
         help="model whose metadata gives the FeatureConfig (default: %(default)s)",
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.model}: {config}")
     for path in args.clips:
         try:
-            features = compute_features(read_wav(path), config)
+            features = compute_features(read_clip(path), config)
         except AudioError as error:
             parser.exit(2, f"error: {error}\n")
         print(f"{path}: shape {features.shape}, min {features.min():.3f}, max {features.max():.3f}, "

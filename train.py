@@ -4,11 +4,17 @@ Each shipped model is a named recipe (``kws/training/recipes.py``), so
 ``python train.py --recipe little`` rebuilds it::
 
     python train.py --all --data-dir ../shared/data/speech_commands \\
-                          --data-dir ../shared/data/speech_commands_extra
+                          --data-dir ../shared/data/speech_commands_extra \\
+                          --data-dir ../shared/data/speech_commands_more
 
 Every ``--data-dir`` is split by speaker (``kws.data.splits``): models train on the
 'train' speakers of all folders, stop early on 'validation', and the 'test'
-speakers are only ever measured, never tuned to. For each recipe this writes
+speakers are only ever measured, never tuned to. A training-only folder (one whose
+speakers are unknown, as ``speech_commands_more``'s are, or any ``--training-only-dir``)
+gives every clip to training and none to validation or test. With no ``--data-dir``,
+the folder every tool finds is used with its companions beside it
+(:data:`COMPANION_FOLDERS`). Labels are balanced by inverse-frequency class weights,
+recorded in each model's metadata with the clips per label it saw. For each recipe this writes
 ``models/<name>.tflite`` (and ``.tflite.zlib`` when the recipe compresses) plus
 ``models/<name>.json``, the metadata every client reads. TensorFlow is needed here
 and nowhere else.
@@ -25,10 +31,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kws.data.clips import DatasetError, resolve_data_dir
+from kws.data.clips import DatasetError, holds_clips, resolve_data_dir
 from kws.reports import format_table
 from kws.training.calibration import PAIRED, calibrate_pair
 from kws.training.recipes import RECIPES, missing_teachers, training_order
+
+#: Folders that join the one every tool finds (``resolve_data_dir``) when no --data-dir is given,
+#: where they sit beside it: more speakers, and yes/no clips for training only (``../shared/data``).
+COMPANION_FOLDERS = ("speech_commands_extra", "speech_commands_more")
+
+
+def default_data_dirs() -> list[Path]:
+    """The located dataset folder and those of :data:`COMPANION_FOLDERS` that hold clips beside it."""
+    first = resolve_data_dir(None)
+    companions = [first.parent / name for name in COMPANION_FOLDERS if first.name != name]
+    return [first, *(folder for folder in companions if holds_clips(folder))]
 
 
 def format_results(results: Sequence[dict[str, Any]]) -> str:
@@ -67,8 +84,19 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         type=Path,
         action="append",
         metavar="DIR",
-        help="dataset folder in Speech Commands layout; repeat to train on several "
-        "(default: $KWS_DATA_DIR, ../shared/data/speech_commands or data/mini_speech_commands)",
+        help="dataset folder in Speech Commands layout (WAV, FLAC or Ogg Opus clips); repeat to train on several "
+        "(default: $KWS_DATA_DIR, ../shared/data/speech_commands or data/mini_speech_commands, with "
+        f"{' and '.join(COMPANION_FOLDERS)} where they sit beside it)",
+    )
+    parser.add_argument(
+        "--training-only-dir",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a dataset folder whose clips all go to training, none to validation or test (its speakers are "
+        "unknown, so they could be measured voices); repeatable. Folders named speech_commands_more, or "
+        "holding a TRAINING_ONLY file, are training-only as --data-dir too",
     )
     parser.add_argument(
         "--other-dir",
@@ -105,12 +133,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        data_dirs = args.data_dir or [resolve_data_dir(None)]
+        data_dirs = args.data_dir or default_data_dirs()
     except DatasetError as error:
         parser.error(f"--data-dir: {error}")
     for data_dir in data_dirs:
         if not data_dir.is_dir():
             parser.error(f"--data-dir {data_dir} does not exist (run 'python dataset.py download' for the default)")
+    for data_dir in args.training_only_dir:
+        if not holds_clips(data_dir):
+            parser.error(f"--training-only-dir {data_dir} holds no <label>/<clip> files")
+    data_dirs = [*data_dirs, *(d for d in args.training_only_dir if d not in data_dirs)]
     other_dir = args.other_dir or data_dirs[0].parent / "speech_commands_other"
     names = training_order(sorted(RECIPES) if args.all else args.recipe)
     for name, teacher in missing_teachers(names, args.output_dir):
@@ -129,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("train").info("training %s: %s", name, recipe.description)
         available_other = other_dir if other_dir.is_dir() else None
         results.append(
-            train_recipe(name, recipe, data_dirs, args.output_dir, args.seed, args.train_fraction, available_other)
+            train_recipe(name, recipe, data_dirs, args.output_dir, args.seed, args.train_fraction, available_other,
+                         args.training_only_dir)
         )
     print(format_results(results))
     trained = {meta["name"] for meta in results}

@@ -34,7 +34,7 @@ import requests
 
 from bench.common import add_report_arguments, finish, parse_bench_args
 from bench.hostile_requests import CATALOGUE, send
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.data.clips import select_clips
 from kws.reports import format_table
 from kws.util.net import free_tcp_port
@@ -148,7 +148,7 @@ def slow_clients(port: int, count: int, stop: threading.Event) -> threading.Thre
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     clip = select_clips(args.data_dir, "test")[0]
-    body = audio_pack.encode_audio_pack(read_wav(clip.path), device="bench").encode()
+    body = audio_pack.encode_audio_pack(read_clip(clip.path), device="bench").encode()
     port = free_tcp_port()
     service = start_service(port)
     url = f"http://127.0.0.1:{port}"

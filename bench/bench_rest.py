@@ -60,7 +60,7 @@ import numpy as np
 import requests
 from tqdm import tqdm
 
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.data.clips import DatasetError, resolve_data_dir, select_clips, spread_evenly
 from kws.model.runtime import load_model
 from kws.reports import format_table, write_json_report
@@ -87,7 +87,7 @@ PATHS = ("in_process", *(f"http_{payload}" for payload in PAYLOADS))
 
 def pick_clips(data_dir: Path, count: int) -> list[np.ndarray]:
     """``count`` test-split clips spread evenly over the split (so over every label)."""
-    return [read_wav(clip.path) for clip in spread_evenly(select_clips(data_dir, "test"), count)]
+    return [read_clip(clip.path) for clip in spread_evenly(select_clips(data_dir, "test"), count)]
 
 
 @dataclass(frozen=True)

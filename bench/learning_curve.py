@@ -6,7 +6,8 @@ validation and test splits stay whole) and reports validation and test accuracy
 for each, so one can see whether more data would still help::
 
     python -m bench.learning_curve --recipe ensemble_3 \\
-        --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra
+        --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra \\
+        --data-dir ../shared/data/speech_commands_more
 
 Needs TensorFlow (it trains). The models go to a temporary folder, never to models/;
 a recipe that learns from a teacher (``distillation``) finds it in ``--teacher-dir``.

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.model.runtime import load_model
 
 #: Interpreter package -> the modules ``kws.model.runtime`` would try before it.
@@ -46,7 +46,7 @@ def predict_files(model_files: Sequence[Path], clip_paths: Sequence[Path]) -> li
     An error is data here, not a crash: an interpreter refusing an operator
     version is exactly the finding the check reports.
     """
-    audio = [read_wav(path) for path in clip_paths]
+    audio = [read_clip(path) for path in clip_paths]
     results: list[dict[str, Any]] = []
     for model_file in model_files:
         try:

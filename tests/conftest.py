@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kws.audio import SAMPLE_RATE, read_wav
+from kws.audio import SAMPLE_RATE, read_clip
 from kws.data.clips import DATA_DIR_VARIABLE, DEFAULT_LABELS, LOCAL_DATA_DIRS, Clip, locate_data_dir, select_clips
 from kws.listen import synthetic
 from kws.model.runtime import KeywordModel, load_model
@@ -172,7 +172,7 @@ def sure_clips(data_dir: Path, little_model: KeywordModel) -> list[Clip]:
     for clip in select_clips(data_dir, "test"):
         if clip.label in chosen or clip.label not in little_model.labels:
             continue
-        if is_sure(little_model, read_wav(clip.path), clip.label, rng):
+        if is_sure(little_model, read_clip(clip.path), clip.label, rng):
             chosen[clip.label] = clip
     missing = sorted(label for label in little_model.labels if not label.startswith("_") and label not in chosen)
     assert not missing, f"no sure test clip for {missing}"

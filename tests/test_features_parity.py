@@ -19,7 +19,7 @@ pytest.importorskip("tensorflow", reason="TensorFlow is not installed (CI instal
 from conftest import MODELS_DIR
 
 from kws import features as preprocessing
-from kws.audio import SAMPLE_RATE, read_wav
+from kws.audio import SAMPLE_RATE, read_clip
 from kws.data.clips import list_clips, sample_clips
 from kws.features import FeatureConfig
 from kws.model.runtime import ModelMetadata
@@ -79,7 +79,7 @@ def assert_close_to_reference(actual: np.ndarray, reference: np.ndarray) -> None
 def clips_audio(data_dir: Path) -> np.ndarray:
     """One real clip of each label, plus one cut short and zero-padded as short recordings are."""
     clips = sample_clips(list_clips(data_dir), per_label=1)
-    audio = np.stack([read_wav(clip.path) for clip in clips])
+    audio = np.stack([read_clip(clip.path) for clip in clips])
     padded = audio[0].copy()
     padded[6_000:] = 0
     return np.concatenate([audio, padded[np.newaxis]])

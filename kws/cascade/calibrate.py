@@ -7,7 +7,8 @@ the threshold, Big's name and sha256, and the validation figures it was chosen
 from), so a Pi with no labelled clips uses it as it is::
 
     python -m kws.cascade.calibrate --little models/little --big models/big \\
-        --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra
+        --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra \\
+        --data-dir ../shared/data/speech_commands_more
 
 A user with labelled clips of their own recalibrates with ``little_client.py
 --calibrate DIR``, against the Big service. Either way Little and Big answer every
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.cascade import rule
 from kws.data.clips import Clip, DatasetError, select_clips
 from kws.features import FeatureConfig, compute_features
@@ -96,7 +97,7 @@ def predict_both(
     """Little and Big on every clip, labels as indices into Little's (clips must be labelled)."""
     rows, sizes = [], []
     for clip in tqdm(clips, desc=desc, unit="clip", disable=not progress):
-        samples = read_wav(clip.path)
+        samples = read_clip(clip.path)
         probabilities = little_probabilities(little, samples)
         big_label, sent_bytes = big(samples)
         rows.append((

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.cascade import rule
 from kws.cascade.calibrate import (
     CALIBRATION_SPLIT,
@@ -75,7 +75,7 @@ class ClipOutcome:
 
 def classify_clip(clip: Clip, little: KeywordModel, big: BigClient, threshold: float) -> ClipOutcome:
     """Little first; Big when Little's margin is below ``threshold`` and Big can answer."""
-    samples = read_wav(clip.path)
+    samples = read_clip(clip.path)
     started = time.perf_counter()
     probabilities = little_probabilities(little, samples)
     little_seconds = time.perf_counter() - started

@@ -1,6 +1,7 @@
 """Speech Commands clips on disk: finding the folder, listing and selecting clips.
 
-A dataset is a folder in the Speech Commands layout, ``<label>/<speaker>_nohash_<n>.wav``.
+A dataset is a folder in the Speech Commands layout, ``<label>/<speaker>_nohash_<n>.<ext>``,
+where each clip may be WAV, FLAC or Ogg Opus (:data:`kws.audio.CLIP_SUFFIXES`, mixed freely).
 Every tool finds it by one rule (:func:`resolve_data_dir`): the folder it is given,
 else ``$KWS_DATA_DIR``, else the first of :data:`LOCAL_DATA_DIRS` that holds clips.
 """
@@ -18,9 +19,9 @@ from typing import TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from kws.audio import CLIP_SAMPLES, read_wav
+from kws.audio import CLIP_SAMPLES, CLIP_SUFFIXES, clip_files, is_clip_file, read_clip
 from kws.data import DatasetError
-from kws.data.splits import SPLIT_NAMES, partition_of, read_split_file
+from kws.data.splits import SPLIT_NAMES, is_training_only, partition_of, read_split_file
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ LOCAL_DATA_DIRS = (
     _REPO_ROOT / DEFAULT_DATA_DIR,
 )
 DATA_DIR_VARIABLE = "KWS_DATA_DIR"
+#: The clip endings, as error messages list them.
+_ENDINGS = "/".join(suffix.lstrip(".") for suffix in CLIP_SUFFIXES)
 
 T = TypeVar("T")
 
@@ -60,8 +63,13 @@ class Clip:
 
     @property
     def key(self) -> str:
-        """``label/name.wav``: the clip's name inside any copy of the dataset (its path when unlabelled)."""
+        """``label/name.ext``: the clip's name inside any copy of the dataset (its path when unlabelled)."""
         return f"{self.label}/{self.path.name}" if self.label is not None else str(self.path)
+
+    @property
+    def format_free_key(self) -> str:
+        """``label/name``: the same in a copy of the dataset in another format (how split files match)."""
+        return f"{self.label}/{self.path.stem}"
 
 
 def speaker_of(filename: str) -> str:
@@ -70,8 +78,8 @@ def speaker_of(filename: str) -> str:
 
 
 def holds_clips(path: Path) -> bool:
-    """Whether ``path`` is a folder with at least one ``<label>/*.wav``."""
-    return path.is_dir() and any(path.glob("*/*.wav"))
+    """Whether ``path`` is a folder with at least one ``<label>/<clip>`` (WAV, FLAC or Ogg)."""
+    return path.is_dir() and any(is_clip_file(clip) for clip in path.glob("*/*"))
 
 
 def locate_data_dir() -> Path | None:
@@ -80,7 +88,7 @@ def locate_data_dir() -> Path | None:
     configured = os.environ.get(DATA_DIR_VARIABLE)
     if configured:
         if not holds_clips(Path(configured)):
-            raise DatasetError(f"${DATA_DIR_VARIABLE}={configured} holds no <label>/*.wav clips")
+            raise DatasetError(f"${DATA_DIR_VARIABLE}={configured} holds no <label>/<clip> files ({_ENDINGS})")
         return Path(configured)
     return next((path for path in LOCAL_DATA_DIRS if holds_clips(path)), None)
 
@@ -107,24 +115,40 @@ def list_clips(data_dir: Path | str, labels: Sequence[str] = DEFAULT_LABELS) -> 
             f"data directory {root} does not exist: pass --data-dir DIR, set ${DATA_DIR_VARIABLE}, "
             "or run 'python dataset.py download'"
         )
-    clips = [Clip(path, label) for label in labels for path in sorted((root / label).glob("*.wav"))]
+    clips = [Clip(path, label) for label in labels for path in clip_files(root / label)]
     if not clips:
-        raise DatasetError(f"no <label>/*.wav clips for labels {list(labels)} under {root}")
+        raise DatasetError(f"no <label>/<clip> files ({_ENDINGS}) for labels {list(labels)} under {root}")
     return clips
 
 
-def select_clips(data_dir: Path | str, split: str = "all", labels: Sequence[str] = DEFAULT_LABELS) -> list[Clip]:
-    """The clips of one split: a name from ``SPLIT_NAMES`` or the path of a split file."""
+def select_clips(
+    data_dir: Path | str,
+    split: str = "all",
+    labels: Sequence[str] = DEFAULT_LABELS,
+    training_only: bool | None = None,
+) -> list[Clip]:
+    """The clips of one split: a name from ``SPLIT_NAMES`` or the path of a split file.
+
+    A training-only folder (``training_only``; when None, :func:`kws.data.splits.is_training_only`
+    decides) gives every clip to 'train' and 'all', and none to 'validation' or 'test'.
+    """
     clips = list_clips(data_dir, labels)
     if split == "all":
         return clips
+    if training_only is None:
+        training_only = is_training_only(data_dir)
     if split in SPLIT_NAMES:
+        if training_only:
+            return clips if split == "train" else []
         return [clip for clip in clips if partition_of(clip.speaker) == split]
     split_path = Path(split)
     if not split_path.is_file():
         raise DatasetError(f"--split {split!r} is neither one of {SPLIT_NAMES} nor a file")
+    if training_only:
+        raise DatasetError(f"{data_dir} is training-only (its speakers are unknown): a split file cannot select "
+                           "from it; use --split train or all")
     wanted = read_split_file(split_path)
-    chosen = [clip for clip in clips if clip.key in wanted]
+    chosen = [clip for clip in clips if clip.format_free_key in wanted]
     if not chosen:
         raise DatasetError(f"none of the {len(wanted)} clips listed in {split} is under {data_dir}")
     if len(chosen) < len(wanted):
@@ -133,7 +157,7 @@ def select_clips(data_dir: Path | str, split: str = "all", labels: Sequence[str]
 
 
 def clips_from_paths(paths: Sequence[Path | str], labels: Sequence[str]) -> list[Clip]:
-    """WAV files, and every ``*.wav`` under the folders, in the order given (folders sorted).
+    """Clip files, and every clip file under the folders, in the order given (folders sorted).
 
     A clip is labelled when its folder is named after one of ``labels`` (the Speech
     Commands layout); any other clip is unlabelled and is classified all the same.
@@ -142,14 +166,14 @@ def clips_from_paths(paths: Sequence[Path | str], labels: Sequence[str]) -> list
     clips: list[Clip] = []
     for given in map(Path, paths):
         if given.is_dir():
-            files = sorted(given.rglob("*.wav"))
+            files = clip_files(given, recursive=True)
         elif given.is_file():
             files = [given]
         else:
-            raise DatasetError(f"{given} is neither a WAV file nor a folder")
+            raise DatasetError(f"{given} is neither a clip file ({_ENDINGS}) nor a folder")
         clips.extend(Clip(path, path.parent.name if path.parent.name in known else None) for path in files)
     if not clips:
-        raise DatasetError(f"no *.wav under {', '.join(map(str, paths))}")
+        raise DatasetError(f"no clip files ({_ENDINGS}) under {', '.join(map(str, paths))}")
     return clips
 
 
@@ -184,7 +208,7 @@ def load_audio(clips: Sequence[Clip], progress: bool = True) -> np.ndarray:
     """All clips as one int16 array of shape (clips, 16 000)."""
     audio = np.empty((len(clips), CLIP_SAMPLES), dtype=np.int16)
     for index, clip in enumerate(tqdm(clips, desc="reading clips", unit="clip", disable=not progress)):
-        audio[index] = read_wav(clip.path)
+        audio[index] = read_clip(clip.path)
     return audio
 
 

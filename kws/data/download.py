@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from kws.data.clips import DEFAULT_DATA_DIR, DEFAULT_LABELS, DatasetError
+from kws.data.clips import DEFAULT_DATA_DIR, DEFAULT_LABELS, DatasetError, holds_clips
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def download_full(
     """
     data_dir = Path(data_dir)
     other_dir = other_dir_of(data_dir)
-    if data_dir.is_dir() and any(data_dir.glob("*/*.wav")):
+    if holds_clips(data_dir):
         log.info("%s already holds clips; nothing to download", data_dir)
         return data_dir, other_dir
     for folder in (data_dir, other_dir):
@@ -139,7 +139,7 @@ def _target_of(member: tarfile.TarInfo, data_dir: Path, other_dir: Path) -> tupl
 def download(data_dir: Path | str = DEFAULT_DATA_DIR, url: str = MINI_SPEECH_COMMANDS_URL) -> Path:
     """Fetch and extract mini_speech_commands.zip so that ``data_dir`` holds its label folders."""
     data_dir = Path(data_dir)
-    if data_dir.is_dir() and any(data_dir.glob("*/*.wav")):
+    if holds_clips(data_dir):
         log.info("%s already holds clips; nothing to download", data_dir)
         return data_dir
     parent = data_dir.parent

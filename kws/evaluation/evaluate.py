@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.data.clips import Clip
 from kws.evaluation import metrics
 from kws.model.runtime import KeywordModel
@@ -48,7 +48,7 @@ def evaluate_model(model: KeywordModel, clips: Sequence[Clip], progress: bool = 
     evaluation = Evaluation(model.labels)
     label_index = {label: index for index, label in enumerate(model.labels)}
     for clip in tqdm(clips, desc=f"evaluating {model.name}", unit="clip", disable=not progress):
-        audio = read_wav(clip.path)
+        audio = read_clip(clip.path)
         started = time.perf_counter()
         features = model.features(audio)
         featurised = time.perf_counter()

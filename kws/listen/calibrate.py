@@ -1,7 +1,8 @@
 """Choose the stream parameters on validation speakers and write them into the Little model's metadata.
 
     python -m kws.listen.calibrate --model models/little --big models/big \\
-        --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra
+        --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra \\
+        --data-dir ../shared/data/speech_commands_more
 
 Two streams are built from the **validation** split, never test (keywords, other words
 of validation speakers, pauses, then noise alone from the validation half of each noise

@@ -40,7 +40,7 @@ LISTEN_FLAGS = {
 #: The clip-mode flags that make no sense on a stream.
 CLIP_FLAGS = {
     "sweep": "--sweep", "plot": "--plot", "threshold": "--threshold", "calibrate": "--calibrate",
-    "write_metadata": "--write-metadata", "data_dir": "--data-dir", "inputs": "WAV_OR_DIR",
+    "write_metadata": "--write-metadata", "data_dir": "--data-dir", "inputs": "CLIP_OR_DIR",
 }
 
 

@@ -1,4 +1,4 @@
-"""Where a stream's audio comes from: a WAV file, raw PCM on stdin, or a microphone.
+"""Where a stream's audio comes from: a recording (WAV, or FLAC/Ogg), raw PCM on stdin, or a microphone.
 
 Every source hands out int16 mono samples at 16 kHz in blocks of the size asked for
 (the last one may be shorter; an empty block is the end). What cannot be used gets a
@@ -22,7 +22,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from kws.audio import SAMPLE_RATE
+from kws.audio import SAMPLE_RATE, SOUNDFILE_SUFFIXES, AudioError, read_recording
 
 log = logging.getLogger(__name__)
 
@@ -173,12 +173,28 @@ class MicSource:
 
 
 def open_source(spec: str) -> AudioSource:
-    """``-`` is stdin, ``mic`` or ``mic:DEVICE`` the microphone, anything else a WAV file."""
+    """``-`` is stdin, ``mic`` or ``mic:DEVICE`` the microphone, anything else a recording.
+
+    A WAV file is read block by block with the standard library; a FLAC or Ogg file
+    (:data:`kws.audio.SOUNDFILE_SUFFIXES`) is decoded whole with ``soundfile`` first.
+    """
     if spec == STDIN:
         return StdinSource()
     if spec == MIC or spec.startswith(MIC + ":"):
         return MicSource(spec.partition(":")[2] or None)
+    if Path(spec).suffix.lower() in SOUNDFILE_SUFFIXES:
+        return open_compressed_recording(spec)
     return WavSource(spec)
+
+
+def open_compressed_recording(path: Path | str) -> ArraySource:
+    """A FLAC or Ogg recording, decoded whole (compressed, an hour is about 115 MB once decoded)."""
+    if not Path(path).is_file():
+        raise SourceError(f"{path}: no such file")
+    try:
+        return ArraySource(read_recording(path), name=str(path))
+    except AudioError as error:
+        raise SourceError(f"{error}; {CONVERT_HINT}") from error
 
 
 class ArraySource:

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, read_wav
+from kws.audio import CLIP_SAMPLES, SAMPLE_RATE, clip_files, read_clip, read_recording
 from kws.data.clips import Clip, select_clips
-from kws.listen.source import WavSource
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +93,6 @@ def voiced_span(samples: np.ndarray, floor_db: float = 25.0) -> tuple[int, int]:
     return int(loud[0] * frame), int((loud[-1] + 1) * frame - 1)
 
 
-def read_recording(path: Path) -> np.ndarray:
-    """A whole 16 kHz WAV as float32 in [-1, 1]."""
-    source = WavSource(path)
-    try:
-        return source.read(1 << 31).astype(np.float32) / 32768.0
-    finally:
-        source.close()
-
-
 def other_words_dir(data_dir: Path) -> Path:
     """Where the other words are by default: ``speech_commands_other`` beside the keywords' folder."""
     return Path(data_dir).resolve().parent / OTHER_FOLDER
@@ -126,8 +116,8 @@ def load_material(data_dirs: Sequence[Path], other_dir: Path | None, split: str)
         words = sorted(p.name for p in Path(other_dir).iterdir() if p.is_dir() and not p.name.startswith("_"))
         others = select_clips(other_dir, split, words) if words else []
         low, high = NOISE_PARTS[split]
-        for path in sorted((Path(other_dir) / NOISE_FOLDER).glob("*.wav")):
-            recording = read_recording(path)
+        for path in clip_files(Path(other_dir) / NOISE_FOLDER):
+            recording = read_recording(path).astype(np.float32) / 32768.0
             noises.append((path.name, recording[int(low * recording.size) : int(high * recording.size)]))
     if not others or not noises:
         log.warning("no other words or no noise recordings under %s: the stream has %s", other_dir,
@@ -177,7 +167,7 @@ def build_stream(material: Material, level_dbfs: float, noise_s: float, seed: in
     previous_end = int(lead_s * SAMPLE_RATE) - int(pause_s[0] * SAMPLE_RATE)
     for index in order:
         kind, clip = words[int(index)]
-        audio = read_wav(clip.path)
+        audio = read_clip(clip.path)
         start, end = voiced_span(audio)
         offset = previous_end + int(rng.uniform(*pause_s) * SAMPLE_RATE) - start
         placed.append((offset, audio))

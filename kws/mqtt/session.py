@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.data.clips import Clip, select_clips, spread_evenly
 from kws.features import FeatureConfig, compute_features
 from kws.model.metadata import ModelMetadata, metadata_path
@@ -71,7 +71,7 @@ def choose_clips(data_dir: Path, split: str, labels: Sequence[str], limit: int |
 def prepare_clips(clips: Sequence[Clip], config: FeatureConfig) -> list[LabelledFeatures]:
     """Every clip's features, computed once for all the models."""
     return [
-        LabelledFeatures(clip.label, compute_features(read_wav(clip.path), config))
+        LabelledFeatures(clip.label, compute_features(read_clip(clip.path), config))
         for clip in tqdm(clips, desc="computing features", unit="clip")
     ]
 

@@ -84,11 +84,18 @@ def load_non_keywords(other_dir: Path, split: str, labels: tuple[str, ...], keyw
 
 
 @functools.lru_cache(maxsize=8)
-def load_split(data_dirs: tuple[Path, ...], split: str, labels: tuple[str, ...]) -> SplitData:
-    """The clips of one split from every data dir, as float32 in [-1, 1] (read once per process)."""
+def load_split(
+    data_dirs: tuple[Path, ...], split: str, labels: tuple[str, ...], training_only_dirs: tuple[Path, ...] = ()
+) -> SplitData:
+    """The clips of one split from every data dir, as float32 in [-1, 1] (read once per process).
+
+    The folders in ``training_only_dirs``, and those that declare themselves training-only
+    (:func:`kws.data.splits.is_training_only`), give all their clips to 'train' and none
+    to 'validation' or 'test'.
+    """
     audio, indices, sources = [], [], []
     for data_dir in data_dirs:
-        clips = select_clips(data_dir, split, labels)
+        clips = select_clips(data_dir, split, labels, training_only=True if data_dir in training_only_dirs else None)
         audio.append(load_audio(clips).astype(np.float32) / 32768.0)
         indices.append(label_indices(clips, labels))
         sources.extend([str(data_dir)] * len(clips))
@@ -185,7 +192,12 @@ def make_training_sequence(
 
 
 def class_weights(labels: np.ndarray, num_labels: int) -> dict[int, float]:
-    """Inverse-frequency weights so the rare words of the unbalanced folder count fully."""
+    """Inverse-frequency weights, so that every label weighs as much in the loss as any other.
+
+    The folders are far from balanced (``yes`` and ``no`` have about ten times the clips
+    of ``stop``, with ``speech_commands_more``); weighting rather than discarding clips
+    keeps every voice the frequent words have.
+    """
     counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
     weights = counts.sum() / (num_labels * np.maximum(counts, 1.0))
     return {index: float(weight) for index, weight in enumerate(weights)}

@@ -17,13 +17,12 @@ heard both in training and in a measurement.
 from __future__ import annotations
 
 import functools
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from kws.audio import CLIP_SAMPLES, SAMPLE_RATE
+from kws.audio import CLIP_SAMPLES, clip_files, read_recording
 from kws.data import DatasetError
 from kws.data.clips import DEFAULT_LABELS, Clip
 from kws.data.splits import partition_of
@@ -44,10 +43,10 @@ def other_word_clips(other_dir: Path, split: str) -> list[Clip]:
         Clip(path, word)
         for word in words
         if word not in DEFAULT_LABELS
-        for path in sorted((root / word).glob("*.wav"))
+        for path in clip_files(root / word)
     ]
     if not clips:
-        raise DatasetError(f"no <word>/*.wav clips of non-keywords under {root}")
+        raise DatasetError(f"no <word>/<clip> files of non-keywords under {root}")
     return [clip for clip in clips if split == "all" or partition_of(clip.speaker) == split]
 
 
@@ -65,15 +64,6 @@ def word_weights(words: list[str]) -> np.ndarray:
     return (weights / weights.mean()).astype(np.float32)
 
 
-def read_recording(path: Path) -> np.ndarray:
-    """A whole 16-bit mono 16 kHz WAV as float32 in [-1, 1] (``kws.audio`` trims clips to 1 s)."""
-    with wave.open(str(path), "rb") as wav:
-        if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) != (SAMPLE_RATE, 1, 2):
-            raise DatasetError(f"{path}: expected {SAMPLE_RATE} Hz mono 16-bit PCM")
-        frames = wav.readframes(wav.getnframes())
-    return np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
-
-
 @dataclass(frozen=True)
 class NoiseBank:
     """One split's parts of the noise recordings, to cut pieces from."""
@@ -84,14 +74,14 @@ class NoiseBank:
     @classmethod
     @functools.lru_cache(maxsize=8)
     def load(cls, noise_dir: Path, split: str) -> NoiseBank:
-        """The ``split`` part (:data:`NOISE_PARTS`) of every ``*.wav`` in ``noise_dir``."""
-        paths = sorted(Path(noise_dir).glob("*.wav"))
+        """The ``split`` part (:data:`NOISE_PARTS`) of every recording (WAV, FLAC or Ogg) in ``noise_dir``."""
+        paths = clip_files(noise_dir)
         if not paths:
-            raise DatasetError(f"no noise recordings (*.wav) in {noise_dir}")
+            raise DatasetError(f"no noise recordings (WAV, FLAC or Ogg) in {noise_dir}")
         start, end = NOISE_PARTS[split]
         parts = []
         for path in paths:
-            recording = read_recording(path)
+            recording = read_recording(path).astype(np.float32) / 32768.0
             parts.append(recording[int(start * len(recording)) : int(end * len(recording))])
         return cls(tuple(parts), tuple(path.stem for path in paths))
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS
+from kws.data.splits import is_training_only
 from kws.features import InputStandardization
 from kws.model.metadata import build_metadata, write_metadata
 from kws.training.data import (
@@ -40,6 +41,7 @@ def train_recipe(
     seed: int,
     train_fraction: float = 1.0,
     other_dir: Path | None = None,
+    training_only_dirs: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Train one recipe end to end and write its files; returns its metadata.
 
@@ -47,6 +49,8 @@ def train_recipe(
     learning curves (``bench/learning_curve.py``); validation and test stay whole.
     ``other_dir`` (``speech_commands_other``: other words and noise recordings) is
     needed by recipes that learn ``_silence_`` and ``_unknown_`` or mix in recorded noise.
+    ``training_only_dirs`` (some of ``data_dirs``) give every clip to training and none to
+    validation or test, as do folders that declare themselves so (:mod:`kws.data.splits`).
     """
     import tensorflow as tf
     import tf_keras as keras
@@ -57,7 +61,9 @@ def train_recipe(
     labels = list(DEFAULT_LABELS) + (list(NON_KEYWORD_LABELS) if recipe.non_keywords else [])
     if other_dir is None and (recipe.non_keywords or recipe.augment.background_probability > 0):
         raise ValueError(f"recipe {name!r} needs the folder of other words and noise recordings (other_dir)")
-    splits = {split: load_split(tuple(data_dirs), split, tuple(labels)) for split in ("train", "validation", "test")}
+    training_only = tuple(d for d in data_dirs if d in set(training_only_dirs) or is_training_only(d))
+    splits = {split: load_split(tuple(data_dirs), split, tuple(labels), training_only)
+              for split in ("train", "validation", "test")}
     if recipe.non_keywords:
         splits = {
             split: data.concatenate(load_non_keywords(other_dir, split, tuple(labels), len(data)))
@@ -77,6 +83,7 @@ def train_recipe(
     if standardization is not None:
         features = {split: standardization.apply(values) for split, values in features.items()}
     weights = class_weights(train_data.labels, len(labels))
+    weights_by_label = {label: round(weights[index], 4) for index, label in enumerate(labels)}
     if recipe.distillation is not None and train_data.weights is None:
         train_data = dataclasses.replace(train_data, weights=np.ones(len(train_data), np.float32))
     if train_data.weights is not None:
@@ -129,13 +136,16 @@ def train_recipe(
         architecture={"type": recipe.architecture, **recipe.options, "parameters": int(model.count_params())},
         training={
             "data_dirs": [Path(d).name for d in data_dirs],
-            "split": "speaker hash (kws.data.splits.partition_of), 80/10/10",
+            "training_only_dirs": [Path(d).name for d in training_only],
+            "split": "speaker hash (kws.data.splits.partition_of), 80/10/10; training-only folders all in train",
             "train_clips": len(train_data),
             "train_fraction": train_fraction,
             "other_dir": Path(other_dir).name if other_dir is not None else None,
             "train_clips_per_label": {
                 lab: int(n) for lab, n in zip(labels, np.bincount(train_data.labels, minlength=len(labels)))
             },
+            "class_weights": weights_by_label,
+            "label_balance": "inverse-frequency class weights (kws.training.data.class_weights)",
             "validation_clips": len(splits["validation"]),
             "test_clips": len(splits["test"]),
             "epochs_max": recipe.epochs,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench.broken_big import EXPECTED_REASON, BrokenBig, all_broken
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.cascade.calibrate import CALIBRATION_SPLIT, calibrate, service_answerer
 from kws.cascade.run import run_cascade, summarize
 from kws.cascade.sweep import SWEEP_THRESHOLDS
@@ -117,7 +117,7 @@ def test_features_and_pcm_get_the_same_answers_from_big(server, small_dataset, l
     labels = {}
     for payload in ("pcm", "features"):
         with BigClient(server.url, payload=payload) as big:
-            labels[payload] = [big.predict(read_wav(clip.path)).label for clip in clips]
+            labels[payload] = [big.predict(read_clip(clip.path)).label for clip in clips]
     agree = sum(a == b for a, b in zip(labels["pcm"], labels["features"]))
     assert agree >= len(clips) - 1
 
@@ -296,7 +296,7 @@ def test_bad_flags_are_cli_errors(flags, complaint, run_client) -> None:
 
 def test_missing_inputs_name_what_is_wrong(tmp_path, little_model_path, run_client) -> None:
     status, _, err = run_client(["--model", str(little_model_path), str(tmp_path / "nothing.wav")])
-    assert status == 2 and "WAV_OR_DIR" in err and "neither a WAV file nor a folder" in err
+    assert status == 2 and "CLIP_OR_DIR" in err and "neither a clip file" in err
 
 
 def test_missing_model_names_the_flag(tmp_path, run_client) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.listen.confirm import CONFIRMED, CORRECTED, FAILED, REJECTED, UNAVAILABLE, BigConfirmer, Verdict, judge
 from kws.listen.detector import Candidate
 from kws.listen.listener import BIG, LITTLE, Trace, settle
@@ -47,7 +47,7 @@ def test_the_real_service_confirms_and_its_absence_leaves_little_standing(shippe
     service = BigService(shipped_model("big"))
     service.load()
     clip = sure_clips[0]
-    window = read_wav(clip.path)
+    window = read_clip(clip.path)
     with start_server(service, port=0, threads=2) as server, BigClient(server.url, retries=0) as client:
         confirmer = BigConfirmer(client, min_score=0.5)
         verdict = confirmer.confirm(clip.label, window)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kws.audio import SAMPLE_RATE, read_wav
+from kws.audio import SAMPLE_RATE, read_clip, read_recording
 from kws.data.splits import partition_of
 from kws.listen import synthetic
 from kws.listen.scoring import StreamScore, cost, meets_targets, score
@@ -27,7 +27,7 @@ def test_material_follows_the_speaker_split_and_noise_halves(data_dir, other_dir
         assert clips and all(partition_of(clip.speaker) == split for clip in clips)
     assert {clip.label for clip in test.others}.isdisjoint({synthetic.NOISE_FOLDER, *(c.label for c in test.keywords)})
     for (name, second_half), (_, first_half) in zip(test.noises, validation.noises):
-        whole = synthetic.read_recording(other_dir / synthetic.NOISE_FOLDER / name)
+        whole = read_recording(other_dir / synthetic.NOISE_FOLDER / name).astype(np.float32) / 32768.0
         np.testing.assert_array_equal(np.concatenate([first_half, second_half]), whole[: first_half.size
                                                                                          + second_half.size])
 
@@ -43,7 +43,7 @@ def test_a_stream_holds_its_events_and_noise_at_the_level(material) -> None:
     alone = stream.samples[stream.noise_start :].astype(np.float64) / 32768
     assert 20 * np.log10(np.sqrt(np.mean(alone**2))) == pytest.approx(-35.0, abs=1.0)
     first = events[0]
-    clip = read_wav(next(c for c in material.keywords + material.others if c.key == first.clip).path)
+    clip = read_clip(next(c for c in material.keywords + material.others if c.key == first.clip).path)
     start, end = synthetic.voiced_span(clip)
     loud = stream.samples[first.start : first.end].astype(np.float64)
     assert np.sqrt(np.mean(loud**2)) > 3 * np.sqrt(np.mean((alone * 32768) ** 2))  # the word is there

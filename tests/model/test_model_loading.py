@@ -22,7 +22,7 @@ from bench.check_tflite_runtime import (
     model_files,
     venv_python,
 )
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS, list_clips, sample_clips, select_clips
 from kws.model.metadata import ModelError, ModelMetadata
 from kws.model.runtime import interpreter_class, load_model
@@ -47,7 +47,7 @@ def compressed_stems() -> list[Path]:
 def test_clips(data_dir: Path) -> np.ndarray:
     """Two clips of each label from the test speakers."""
     clips = sample_clips(select_clips(data_dir, "test"), per_label=2)
-    return np.stack([read_wav(clip.path) for clip in clips])
+    return np.stack([read_clip(clip.path) for clip in clips])
 
 
 @pytest.mark.parametrize("metadata_path", METADATA_PATHS, ids=[p.stem for p in METADATA_PATHS])

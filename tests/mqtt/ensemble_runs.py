@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.data.clips import select_clips
 from kws.features import compute_features
 from kws.model.runtime import load_model
@@ -53,7 +53,7 @@ def in_process_accuracy(models: list[Path], data_dir: Path, policy: str) -> tupl
     correct, model_correct = 0, Counter()
     clips = select_clips(data_dir, "all", labels)
     for clip in clips:
-        features = compute_features(read_wav(clip.path), loaded[0].feature_config)
+        features = compute_features(read_clip(clip.path), loaded[0].feature_config)
         scores = np.stack([model.predict_features(features) for model in loaded])
         correct += labels[combine(scores, policy)] == clip.label
         for model, row in zip(loaded, scores):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import requests
 
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.data.clips import select_clips
 from kws.model.runtime import load_model
 from kws.rest import compression
@@ -47,7 +47,7 @@ def test_clips(data_dir: Path) -> list:
 
 @pytest.fixture(scope="module")
 def pcm(test_clips: list) -> np.ndarray:
-    return read_wav(test_clips[0].path)
+    return read_clip(test_clips[0].path)
 
 
 def post(
@@ -83,7 +83,7 @@ def test_predicts_real_clips_like_the_model_in_process(server, test_clips, big_m
     model = load_model(big_model_path)
     correct = 0
     for clip in test_clips:
-        samples = read_wav(clip.path)
+        samples = read_clip(clip.path)
         response = post(server, audio_pack.encode_audio_pack(samples, device="test"))
         assert response.status_code == 200, response.text
         answer = response.json()
@@ -114,7 +114,7 @@ def test_short_clip_is_padded_not_refused(server, pcm) -> None:
 
 
 def test_32_concurrent_clients(server, test_clips) -> None:
-    bodies = [audio_pack.encode_audio_pack(read_wav(clip.path), device=f"pi-{i}") for i, clip in enumerate(test_clips)]
+    bodies = [audio_pack.encode_audio_pack(read_clip(clip.path), device=f"pi-{i}") for i, clip in enumerate(test_clips)]
     expected = {body: post(server, body).json()["label"] for body in bodies}
 
     def client(number: int) -> list[str]:
@@ -366,7 +366,7 @@ def test_features_pack_gets_the_answer_the_clip_gets(server, big_model_path, tes
     health = requests.get(f"{server.url}/health", timeout=10).json()
     assert health["payloads"] == ["pcm", "features"]
     for clip in test_clips:
-        pcm = read_wav(clip.path)
+        pcm = read_clip(clip.path)
         by_audio = post(server, audio_pack.encode_audio_pack(pcm, device="test")).json()
         by_features = post(server, big_features_pack(pcm, model.feature_config, encoding))
         assert by_features.status_code == 200, by_features.text

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from bench.hostile_requests import CATALOGUE, HostileRequest, send
-from kws.audio import read_wav
+from kws.audio import read_clip
 from kws.data.clips import select_clips
 from kws.rest import service as big_service
 from kws.rest.server import ServerLimits
@@ -51,7 +51,7 @@ def server(service) -> Iterator[big_service.ServerHandle]:
 @pytest.fixture(scope="module")
 def clip_pack(data_dir: Path) -> bytes:
     clip = select_clips(data_dir, "test")[0]
-    return audio_pack.encode_audio_pack(read_wav(clip.path), device="test").encode()
+    return audio_pack.encode_audio_pack(read_clip(clip.path), device="test").encode()
 
 
 def assert_alive(url: str, **kwargs) -> None:

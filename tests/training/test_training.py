@@ -19,11 +19,11 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="training needs TensorFlow (requirements/training.txt)")
 
-from kws.audio import read_wav  # noqa: E402
-from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS, label_indices, select_clips  # noqa: E402
+from kws.audio import read_clip, read_recording  # noqa: E402
+from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS, label_indices, list_clips, select_clips  # noqa: E402
 from kws.data.splits import partition_of  # noqa: E402
 from kws.model.runtime import load_model  # noqa: E402
-from kws.training.non_keywords import NOISE_FOLDER, other_word_clips, read_recording  # noqa: E402
+from kws.training.non_keywords import NOISE_FOLDER, other_word_clips  # noqa: E402
 from kws.training.pipeline import train_recipe  # noqa: E402
 from kws.training.recipes import RECIPES  # noqa: E402
 
@@ -51,16 +51,35 @@ def small_other(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         samples = read_recording(source / NOISE_FOLDER / f"{name}.wav")[: 20 * 16_000]
         with wave.open(str(target / NOISE_FOLDER / f"{name}.wav"), "wb") as out:
             out.setnchannels(1), out.setsampwidth(2), out.setframerate(16_000)
-            out.writeframes((samples * 32767).astype("<i2").tobytes())
+            out.writeframes(samples.astype("<i2").tobytes())
+    return target
+
+
+@pytest.fixture(scope="module")
+def training_only_folder(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ogg Opus copies of ``yes`` and ``no`` clips, named after speakers the hash puts in every split:
+    only being declared training-only keeps them out of validation and test."""
+    soundfile = pytest.importorskip("soundfile")
+    target = tmp_path_factory.mktemp("yes_no_opus")
+    speakers = [f"{index:08x}" for index in range(40)]
+    clips = [clip for clip in select_clips(small_dataset, "all", ("yes", "no"))]
+    for speaker, clip in zip(speakers, clips * 3):
+        (target / clip.label).mkdir(exist_ok=True)
+        soundfile.write(str(target / clip.label / f"{speaker}_nohash_0.opus"), read_recording(clip.path), 16_000,
+                        format="OGG", subtype="OPUS")
+    assert {partition_of(path.name.split("_")[0]) for path in target.glob("*/*.opus")} == {"train", "validation",
+                                                                                            "test"}
     return target
 
 
 @pytest.fixture(scope="module")
 def trained(
-    small_dataset: Path, small_other: Path, models_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    small_dataset: Path, small_other: Path, training_only_folder: Path, models_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, dict]:
     """A short Little candidate (pruned, int8, zlib, knows silence and other words), a short float
-    TC-ResNet, and a short Little distilled from the shipped Big (copied beside it, as train.py finds it)."""
+    TC-ResNet that also trains on a training-only folder of Opus clips, and a short Little distilled
+    from the shipped Big (copied beside it, as train.py finds it)."""
     output = tmp_path_factory.mktemp("models")
     for path in models_dir.glob("big.*"):
         shutil.copyfile(path, output / path.name)
@@ -69,9 +88,11 @@ def trained(
         "ensemble_3": dataclasses.replace(RECIPES["ensemble_3"], epochs=2),
         "little_distilled": dataclasses.replace(RECIPES["little_distilled"], epochs=2, prune_epochs=2),
     }
+    extra_dirs = {"ensemble_3": [training_only_folder]}
     return {
         name: {
-            "metadata": train_recipe(name, recipe, [small_dataset], output, seed=7, other_dir=small_other),
+            "metadata": train_recipe(name, recipe, [small_dataset, *extra_dirs.get(name, [])], output, seed=7,
+                                     other_dir=small_other, training_only_dirs=extra_dirs.get(name, [])),
             "recipe": recipe,
             "dir": output,
             "other": small_other,
@@ -80,7 +101,7 @@ def trained(
     }
 
 
-def test_metadata_describes_the_files(trained: dict[str, dict]) -> None:
+def test_metadata_describes_the_files(trained: dict[str, dict], training_only_folder: Path) -> None:
     for name, run in trained.items():
         metadata = run["metadata"]
         on_disk = json.loads((run["dir"] / f"{name}.json").read_text())
@@ -93,7 +114,29 @@ def test_metadata_describes_the_files(trained: dict[str, dict]) -> None:
             assert metadata["sha256"][kind] == hashlib.sha256(blob).hexdigest()
         # 3 clips x 8 labels of the train split; Little also the other words' train clips and 10 % silence
         extra = len(other_word_clips(run["other"], "train")) + 2 if run["recipe"].non_keywords else 0
+        if metadata["training"]["training_only_dirs"]:
+            extra += len(list_clips(training_only_folder))
         assert metadata["training"]["train_clips"] == 24 + extra
+
+
+def test_a_training_only_folder_is_trained_on_and_never_measured(
+    trained: dict[str, dict], training_only_folder: Path, small_dataset: Path
+) -> None:
+    """Every clip of the declared folder is in training, none in validation or test, whatever the
+    speaker hash of its names says; the labels stay balanced and the metadata says how."""
+    training = trained["ensemble_3"]["metadata"]["training"]
+    accuracy = trained["ensemble_3"]["metadata"]["accuracy"]
+    added = list_clips(training_only_folder)
+    assert training["training_only_dirs"] == [training_only_folder.name]
+    assert training["validation_clips"] == len(select_clips(small_dataset, "validation"))
+    assert training["test_clips"] == len(select_clips(small_dataset, "test"))
+    assert training_only_folder.name not in accuracy["validation_by_data_dir"]
+    assert training_only_folder.name not in accuracy["test_by_data_dir"]
+    per_label = training["train_clips_per_label"]
+    assert per_label["yes"] == 3 + sum(clip.label == "yes" for clip in added) and per_label["stop"] == 3
+    weights = training["class_weights"]
+    assert weights["yes"] < weights["stop"]
+    assert weights["yes"] * per_label["yes"] == pytest.approx(weights["stop"] * per_label["stop"], rel=1e-3)
 
 
 def test_little_is_pruned_quantized_and_compressed(trained: dict[str, dict]) -> None:
@@ -123,7 +166,7 @@ def test_recorded_accuracy_is_what_the_interpreter_measures(trained: dict[str, d
     for name, run in trained.items():
         model = load_model(run["dir"] / name, prefer="zlib")
         clips = select_clips(small_dataset, "test", model.labels)
-        predictions = [int(np.argmax(model.predict_audio(read_wav(clip.path)))) for clip in clips]
+        predictions = [int(np.argmax(model.predict_audio(read_clip(clip.path)))) for clip in clips]
         truth = label_indices(clips, model.labels)
         measured = float(np.mean(np.array(predictions) == truth))
         recorded = run["metadata"]["accuracy"]["test_by_data_dir"][small_dataset.name]
@@ -160,7 +203,7 @@ def test_other_words_keep_their_speakers_on_one_side(data_dir: Path) -> None:
 def test_probabilities_come_out(trained: dict[str, dict], small_dataset: Path) -> None:
     model = load_model(trained["little_robust"]["dir"] / "little_robust", prefer="zlib")
     clip = select_clips(small_dataset, "test")[0]
-    probabilities = model.predict_audio(read_wav(clip.path))
+    probabilities = model.predict_audio(read_clip(clip.path))
     assert probabilities.shape == (len(model.labels),)
     assert probabilities.sum() == pytest.approx(1.0, abs=0.02)  # int8 softmax: steps of 1/256
 
