@@ -33,6 +33,11 @@ SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
 #: Both, in the order models that know them list them, after the keywords.
 NON_KEYWORD_LABELS: tuple[str, ...] = (SILENCE, UNKNOWN)
+
+
+def is_keyword(label: str) -> bool:
+    """``_silence_``, ``_unknown_`` and any other ``_label_`` name what is not a keyword."""
+    return not (len(label) > 1 and label.startswith("_") and label.endswith("_"))
 #: Where ``python dataset.py download`` puts the mini Speech Commands clips.
 DEFAULT_DATA_DIR = Path("data/mini_speech_commands")
 _REPO_ROOT = Path(__file__).resolve().parents[2]

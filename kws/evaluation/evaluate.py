@@ -1,4 +1,9 @@
-"""A model on labelled clips: accuracy, per-label accuracy, confusion, size and latency.
+"""A model on labelled clips: accuracy, per-label accuracy, confusion, size, latency, and each clip's answer.
+
+A model that knows ``_silence_`` and ``_unknown_`` is also judged on what it must
+refuse: in a folder with ``_unknown_/`` (other words) and ``_silence_/`` (noise)
+beside the keyword folders, the report's ``rejection`` says how many of those clips
+came out as either, and how many keyword clips were wrongly refused.
 
 Runs wherever the model runs (the Pi, a laptop, CI) with the runtime requirements
 alone: TensorFlow is never imported, so the figures are those of the code that
@@ -18,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from kws.audio import read_clip
-from kws.data.clips import Clip
+from kws.data.clips import Clip, is_keyword
 from kws.evaluation import metrics
 from kws.model.runtime import KeywordModel
 from kws.reports import format_table
@@ -29,8 +34,12 @@ class Evaluation:
     """What running a model over a list of clips gave: predictions and timings per clip."""
 
     labels: tuple[str, ...]
+    clips: list[str] = field(default_factory=list)
+    """Each clip's key (``label/name.ext``), in the order classified."""
     true_labels: list[int] = field(default_factory=list)
     predicted_labels: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    """The predicted label's probability, per clip."""
     preprocess_s: list[float] = field(default_factory=list)
     inference_s: list[float] = field(default_factory=list)
 
@@ -54,8 +63,10 @@ def evaluate_model(model: KeywordModel, clips: Sequence[Clip], progress: bool = 
         featurised = time.perf_counter()
         probabilities = model.predict_features(features)
         finished = time.perf_counter()
+        evaluation.clips.append(clip.key)
         evaluation.true_labels.append(label_index[clip.label])
         evaluation.predicted_labels.append(int(np.argmax(probabilities)))
+        evaluation.scores.append(round(float(np.max(probabilities)), 4))
         evaluation.preprocess_s.append(featurised - started)
         evaluation.inference_s.append(finished - featurised)
     return evaluation
@@ -84,7 +95,52 @@ def build_report(model: KeywordModel, evaluation: Evaluation, split: str, data_d
             "preprocess": metrics.median_ms(evaluation.preprocess_s),
             "inference": metrics.median_ms(evaluation.inference_s),
         },
+        **({"rejection": rejection} if (rejection := rejection_figures(evaluation)) else {}),
+        "predictions": [
+            {"clip": key, "label": evaluation.labels[true], "predicted": evaluation.labels[predicted], "score": score}
+            for key, true, predicted, score in zip(
+                evaluation.clips, evaluation.true_labels, evaluation.predicted_labels, evaluation.scores
+            )
+        ],
     }
+
+
+def rejection_figures(evaluation: Evaluation) -> dict[str, Any] | None:
+    """For a model with non-keyword labels, on clips that include some: what it refused, right and wrong.
+
+    ``non_keywords_rejected``: the share of ``_silence_``/``_unknown_`` clips that came out as
+    any non-keyword label (which of the two does not matter to a listener); ``keyword_accuracy``
+    and ``keywords_rejected``: the keyword clips alone, and the share of them refused. None when
+    the model knows no non-keyword label or no such clip was evaluated.
+    """
+    refusing = np.array([not is_keyword(label) for label in evaluation.labels])
+    if not refusing.any():
+        return None
+    true = np.asarray(evaluation.true_labels, dtype=np.int64)
+    predicted = np.asarray(evaluation.predicted_labels, dtype=np.int64)
+    non_keyword, refused = refusing[true], refusing[predicted]
+    if not non_keyword.any():
+        return None
+    keyword = ~non_keyword
+    return {
+        "non_keyword_clips": int(non_keyword.sum()),
+        "non_keywords_rejected": float(refused[non_keyword].mean()),
+        "keyword_clips": int(keyword.sum()),
+        "keyword_accuracy": float((true == predicted)[keyword].mean()) if keyword.any() else None,
+        "keywords_rejected": float(refused[keyword].mean()) if keyword.any() else None,
+    }
+
+
+def format_rejection(rejection: dict[str, Any] | None) -> list[str]:
+    """The summary's lines on what a ten-label model refused (none for a keyword-only evaluation)."""
+    if not rejection:
+        return []
+    lines = [f"rejected     {rejection['non_keywords_rejected']:.4f} of {rejection['non_keyword_clips']} "
+             "non-keyword clips (_silence_, _unknown_)"]
+    if rejection["keyword_clips"]:
+        lines.append(f"keywords     accuracy {rejection['keyword_accuracy']:.4f} on {rejection['keyword_clips']} "
+                     f"keyword clips, {rejection['keywords_rejected']:.4f} of them wrongly rejected")
+    return lines
 
 
 def format_summary(report: dict[str, Any]) -> str:
@@ -108,6 +164,7 @@ def format_summary(report: dict[str, Any]) -> str:
         f"model size   {report['model_bytes']} bytes ({report['model']['tflite_bytes']} as loaded)",
         (f"latency      median per clip: preprocessing {latency['preprocess']:.3f} ms, "
          f"inference {latency['inference']:.3f} ms"),
+        *format_rejection(report.get("rejection")),
         "",
         per_class,
         "",

@@ -22,11 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kws.audio import SAMPLE_RATE
-
-
-def is_keyword(label: str) -> bool:
-    """``_silence_``, ``_unknown_`` and any other ``_label_`` name what is not a keyword."""
-    return not (len(label) > 1 and label.startswith("_") and label.endswith("_"))
+from kws.data.clips import is_keyword
 
 
 def keyword_indices(labels: Sequence[str]) -> np.ndarray:

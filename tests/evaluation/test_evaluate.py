@@ -69,7 +69,7 @@ def test_malformed_split_file_names_the_flag(tmp_path: Path, data_dir: Path, fir
 
 def test_data_dir_without_clips_names_the_flag(tmp_path: Path, first_stem: Path) -> None:
     stderr = usage_error("--model", str(first_stem), "--data-dir", str(tmp_path))
-    assert "--data-dir: no <label>/*.wav clips" in stderr
+    assert "--data-dir: no <label>/<clip> files" in stderr
 
 
 @pytest.mark.parametrize("stem", STEMS, ids=[stem.name for stem in STEMS])
@@ -124,4 +124,4 @@ def test_default_data_dir_follows_kws_data_dir(first_stem: Path, tmp_path: Path)
     """One rule for every tool: a $KWS_DATA_DIR without clips is an error naming it, never a silent fallback."""
     done = run_script("evaluate.py", "--model", str(first_stem), env={"KWS_DATA_DIR": str(tmp_path)})
     assert done.returncode == 2
-    assert f"$KWS_DATA_DIR={tmp_path} holds no <label>/*.wav clips" in done.stderr
+    assert f"$KWS_DATA_DIR={tmp_path} holds no <label>/<clip> files" in done.stderr

@@ -19,6 +19,8 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="training needs TensorFlow (requirements/training.txt)")
 
+from conftest import write_wav  # noqa: E402
+
 from kws.audio import read_clip, read_recording  # noqa: E402
 from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS, label_indices, list_clips, select_clips  # noqa: E402
 from kws.data.splits import partition_of  # noqa: E402
@@ -225,3 +227,44 @@ def test_a_student_without_its_teacher_is_a_cli_error(tmp_path: Path, small_data
                "--data-dir", str(small_dataset))
     assert done.returncode == 2
     assert "learns from big" in done.stderr and "--recipe big" in done.stderr
+
+
+def test_a_ten_label_model_is_judged_on_what_it_must_refuse(
+    trained: dict[str, dict], small_dataset: Path, small_other: Path, tmp_path: Path, cli
+) -> None:
+    """evaluate.py on a folder with ``_unknown_/`` (other words) and ``_silence_/`` (noise) beside the keywords:
+    the report says how much of each was refused, and lists every clip's answer."""
+    folder = tmp_path / "with_non_keywords"
+    shutil.copytree(small_dataset, folder)
+    for index, clip in enumerate(other_word_clips(small_other, "all")[:6]):
+        (folder / "_unknown_").mkdir(exist_ok=True)
+        shutil.copyfile(clip.path, folder / "_unknown_" / f"{clip.speaker}_nohash_{index}.wav")
+    noise = read_recording(small_other / NOISE_FOLDER / "pink_noise.wav")
+    (folder / "_silence_").mkdir()
+    for index in range(4):
+        piece = (noise[index * 16_000 : (index + 1) * 16_000] // (1 + 4 * index)).astype("<i2")
+        write_wav(folder / "_silence_" / f"noise_nohash_{index}.wav", piece)
+    stem = trained["little_robust"]["dir"] / "little_robust"
+    done = cli("evaluate.py", "--model", str(stem), "--data-dir", str(folder), "--split", "all", "--quiet",
+               "--report", str(tmp_path / "ten.json"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "ten.json").read_text())
+    rejection = report["rejection"]
+    assert rejection["non_keyword_clips"] == 10 and rejection["keyword_clips"] == len(list_clips(small_dataset))
+    answers = report["predictions"]
+    assert len(answers) == report["samples"] == 10 + rejection["keyword_clips"]
+    refused = [answer["predicted"] in NON_KEYWORD_LABELS for answer in answers]
+    non_keyword = [answer["label"] in NON_KEYWORD_LABELS for answer in answers]
+    assert rejection["non_keywords_rejected"] == pytest.approx(
+        sum(r for r, n in zip(refused, non_keyword) if n) / 10)
+    assert rejection["keywords_rejected"] == pytest.approx(
+        sum(r for r, n in zip(refused, non_keyword) if not n) / rejection["keyword_clips"])
+    assert {answer["clip"] for answer in answers} >= {"_unknown_/" + p.name for p in (folder / "_unknown_").iterdir()}
+    assert "non-keyword clips (_silence_, _unknown_)" in done.stdout
+
+    # A keyword-only model on the same folder: the non-keyword folders are not its labels, and nothing is refused.
+    done = cli("evaluate.py", "--model", str(trained["ensemble_3"]["dir"] / "ensemble_3"), "--data-dir", str(folder),
+               "--split", "all", "--quiet", "--report", str(tmp_path / "eight.json"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "eight.json").read_text())
+    assert "rejection" not in report and report["samples"] == len(list_clips(small_dataset))
