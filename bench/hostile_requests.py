@@ -17,6 +17,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
+from kws.features import FeatureConfig
+from kws.wire.features_pack import encode_features_pack
+
 MEGABYTE = 1_000_000
 SENML = b"Content-Type: application/senml+json\r\n"
 
@@ -67,6 +72,23 @@ def _hundred_mb_of_chunks() -> Iterator[bytes]:
     yield b"0\r\n\r\n"
 
 
+def _features_pack(config_text: str | None = None, value: float = 0.0) -> bytes:
+    """A well-formed features pack, with its config record's text replaced and every feature ``value``."""
+    config = FeatureConfig()
+    pack = json.loads(encode_features_pack("hostile", np.full(config.shape, value, np.float32), config))
+    if config_text is not None:
+        pack[2]["vs"] = config_text
+    return json.dumps(pack).encode()
+
+
+def _config_with(**fields: object) -> str:
+    """The default FeatureConfig's JSON with ``fields`` replaced; a field's value may be raw JSON text."""
+    text = json.dumps(FeatureConfig().to_dict())
+    for name, raw in fields.items():
+        text = text.replace(f'"{name}": {json.dumps(getattr(FeatureConfig(), name))}', f'"{name}": {raw}')
+    return text
+
+
 CATALOGUE: tuple[HostileRequest, ...] = (
     HostileRequest("deep-nesting", "JSON arrays nested 30 000 deep (was a RecursionError, 500)",
                    _post(b"[" * 30_000 + b"]" * 30_000), 400),
@@ -109,6 +131,18 @@ CATALOGUE: tuple[HostileRequest, ...] = (
                    _post(b"a=" + b"1" * 60_000, b"Content-Type: application/x-www-form-urlencoded\r\n"), 400),
     HostileRequest("bad-percent-encoding", "a path that is no UTF-8 once percent-decoded",
                    _raw(b"GET /%ff%fe%00 HTTP/1.1\r\nHost: big\r\nConnection: close\r\n\r\n"), 404),
+    HostileRequest("config-nested-500", "a features pack whose config JSON nests 500 deep (was a 500)",
+                   _post(_features_pack("[" * 500 + "]" * 500)), 422),
+    HostileRequest("config-nested-2000", "a config JSON nested 2 000 deep, 4 000 characters (was a 500)",
+                   _post(_features_pack("[" * 2000 + "]" * 2000)), 422),
+    HostileRequest("config-float-length", 'a config with "frame_length": 640.0 (was a 500)',
+                   _post(_features_pack(_config_with(frame_length="640.0"))), 422),
+    HostileRequest("config-400-digits", "a config with a 400-digit frame_length (was a 500)",
+                   _post(_features_pack(_config_with(frame_length="9" * 400))), 422),
+    HostileRequest("config-true-count", 'a config with "num_mel_bins": true',
+                   _post(_features_pack(_config_with(num_mel_bins="true"))), 422),
+    HostileRequest("features-3.4e38", "finite float32 features of 3.4e38 (was a 200 with NaN scores)",
+                   _post(_features_pack(value=3.4e38)), 422),
 )
 
 

@@ -32,6 +32,13 @@ LOG_OFFSET = 1e-6
 #: removes what a microphone's frequency response and the speaker's distance do to
 #: the clip: a fixed gain per band is a fixed offset per bin in the log domain.
 NORMALIZATIONS = ("none", "mean")
+#: The widest a FeatureConfig may be. A config also arrives in every features pack, from the
+#: network: these bounds keep a hostile one from asking for a gigabyte filterbank or an FFT of
+#: a 400-digit length, while leaving every sensible feature set (up to 10 s clips at 48 kHz) open.
+MAX_SAMPLE_RATE = 192_000
+MAX_CLIP_SECONDS = 10
+MAX_FFT_LENGTH = 1 << 16
+MAX_MEL_BINS = 512
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,16 @@ class FeatureConfig:
     applied before the DCT. The default leaves every older model's features as they were."""
 
     def __post_init__(self) -> None:
+        if not 1_000 <= self.sample_rate <= MAX_SAMPLE_RATE:
+            raise ValueError(f"sample_rate must be between 1000 and {MAX_SAMPLE_RATE}")
+        if not 0 < self.clip_samples <= MAX_CLIP_SECONDS * self.sample_rate:
+            raise ValueError(f"clip_samples must be positive and at most {MAX_CLIP_SECONDS} s of audio")
         if self.frame_length <= 0 or self.frame_step <= 0:
             raise ValueError("frame_length and frame_step must be positive")
+        if self.fft_length is not None and self.fft_length > MAX_FFT_LENGTH:
+            raise ValueError(f"fft_length must be at most {MAX_FFT_LENGTH}")
+        if not 0 < self.num_mel_bins <= MAX_MEL_BINS:
+            raise ValueError(f"num_mel_bins must be between 1 and {MAX_MEL_BINS}")
         if self.fft_size < self.frame_length:
             raise ValueError("fft_length must be at least frame_length")
         if not 0 <= self.lower_frequency < self.upper_frequency <= self.sample_rate / 2:
@@ -109,12 +124,37 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureConfig:
-        """Build from metadata; unknown keys are an error so typos cannot hide."""
+        """Build from metadata or a features pack; unknown keys are an error so typos cannot hide,
+        and every value must be of its field's JSON type (``640.0`` is no frame length, ``true`` no
+        count), so that what arrives from the network is as strict as what training wrote."""
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown FeatureConfig keys: {sorted(unknown)}")
+        for name, value in data.items():
+            kind = _FIELD_KINDS[name]
+            if not _is_of_kind(value, kind):
+                raise TypeError(f"{name} must be {kind}, got {value!r:.40}")
         return cls(**dict(data))
+
+
+#: The JSON type of each FeatureConfig field, as ``from_dict`` checks it.
+_FIELD_KINDS = {
+    "sample_rate": "an integer", "frame_length": "an integer", "frame_step": "an integer",
+    "fft_length": "an integer or null", "num_mel_bins": "an integer", "lower_frequency": "a number",
+    "upper_frequency": "a number", "num_coefficients": "an integer", "clip_samples": "an integer",
+    "normalization": "a string",
+}
+
+
+def _is_of_kind(value: Any, kind: str) -> bool:
+    if kind == "an integer or null":
+        return value is None or _is_of_kind(value, "an integer")
+    if kind == "an integer":
+        return type(value) is int  # not bool, not float
+    if kind == "a number":
+        return type(value) in (int, float) and math.isfinite(value)
+    return isinstance(value, str)
 
 
 @dataclass(frozen=True)

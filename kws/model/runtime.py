@@ -39,6 +39,10 @@ INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter
 _MODEL_SUFFIXES = (".tflite.zlib", ".tflite", ".json")
 
 
+class NonFiniteScores(ValueError):
+    """The model's output for one input is not finite: the input lies far outside what it was trained on."""
+
+
 def interpreter_class() -> tuple[Callable[..., Any], str]:
     """The first TFLite interpreter that imports here, and its module's name."""
     for module_name in INTERPRETER_MODULES:
@@ -136,7 +140,10 @@ class KeywordModel:
         if self.metadata.input_standardization is not None:
             batch = self.metadata.input_standardization.apply(batch)
         with self._lock:  # guards misuse across threads; clone() for real concurrency
-            return self._runner.invoke(batch)
+            probabilities = self._runner.invoke(batch)
+        if not np.isfinite(probabilities).all():  # never sent on as scores: NaN is not even valid JSON
+            raise NonFiniteScores(f"model {self.name} gave NaN or infinite scores for this input")
+        return probabilities
 
     def predict_audio(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         """Class probabilities for one raw clip."""

@@ -21,7 +21,7 @@ from collections import Counter
 
 import paho.mqtt.client as mqtt
 
-from kws.model.runtime import KeywordModel
+from kws.model.runtime import KeywordModel, NonFiniteScores
 from kws.mqtt.connection import ConnectionSettings, MqttConnection, Retained
 from kws.mqtt.protocol import OFFLINE, ONLINE, ClientStatus, Prediction, ProtocolError, Topics, check_identifier
 from kws.wire.features_pack import (
@@ -134,7 +134,7 @@ class InferenceClient:
             self.counts[CONFIG_MISMATCH] += 1
             log.warning("skipped: %s", error)
             return
-        except (ProtocolError, FeaturesPackError) as error:
+        except (ProtocolError, FeaturesPackError, NonFiniteScores) as error:
             self.counts[MALFORMED] += 1
             log.warning("skipped malformed message on %s: %s", message.topic, error)
             return

@@ -22,7 +22,9 @@ page, and never takes the service down:
 422   valid SenML but not one usable clip: no audio record or two, no
       or wrong sample rate, odd byte count, empty or longer than 1 s; or
       features of another shape or FeatureConfig than the model's (the
-      message names every field that differs)
+      message names every field that differs), a config that is no flat
+      object of typed, bounded fields, features beyond ±1e4; or an input
+      the model gives no finite scores for
 413   body over the size limit (64 KiB; a 1 s clip needs about 43 KB), before
       or after decoding a compressed body (:mod:`kws.rest.compression`)
 414   request line over 4 KiB; 431: head over 16 KiB or over 100 lines
@@ -60,7 +62,7 @@ from typing import Any
 import cherrypy
 import numpy as np
 
-from kws.model.runtime import KeywordModel, load_model
+from kws.model.runtime import KeywordModel, NonFiniteScores, load_model
 from kws.rest import compression
 from kws.rest.auth import require_bearer_token
 from kws.rest.metrics import PROMETHEUS_CONTENT_TYPE, HttpMetrics, metrics_middleware
@@ -191,6 +193,8 @@ def _http_errors() -> Iterator[None]:
         raise cherrypy.HTTPError(422, f"features made for another model: {error}") from error
     except features_pack.FeaturesPackError as error:
         raise cherrypy.HTTPError(422, f"not a usable features pack: {error}") from error
+    except NonFiniteScores as error:
+        raise cherrypy.HTTPError(422, f"no answer for this input: {error}") from error
     except ModelNotLoaded as error:
         raise cherrypy.HTTPError(503, str(error)) from error
 
@@ -270,10 +274,20 @@ def _json_error_page(status: str, message: str, traceback: str, version: str) ->
 
 
 def _json_internal_error() -> None:
-    """CherryPy's ``request.error_response``: a handler crashed. Log it; tell the client little."""
+    """A handler crashed: log it, and tell the client little, in the documented JSON, unpadded.
+
+    Run as the ``after_error_response`` hook, after CherryPy has made its own 500: CherryPy
+    resets ``request.error_response`` at the start of every request, so that attribute
+    never sees a crash, and its 500 carries its own message, padded with spaces.
+    """
     request = cherrypy.serving.request
     log.exception("unhandled error in %s %s", request.method, request.path_info)
-    cherrypy.HTTPError(500, "internal error; the service log has the details").set_response()
+    body = _json_bytes({"error": "internal error; the service log has the details", "status": 500})
+    response = cherrypy.serving.response
+    response.status = 500
+    response.headers["Content-Type"] = JSON_CONTENT_TYPE
+    response.headers["Content-Length"] = str(len(body))
+    response.body = body
 
 
 def _strip_error_padding() -> None:
@@ -296,12 +310,12 @@ class JsonErrorsRequest(cherrypy._cprequest.Request):
     """
 
     error_page = {"default": _json_error_page}
-    error_response = staticmethod(_json_internal_error)
     show_tracebacks = False
     hooks = cherrypy._cprequest.Request.hooks.copy()
 
 
 JsonErrorsRequest.hooks.attach("before_finalize", _strip_error_padding)
+JsonErrorsRequest.hooks.attach("after_error_response", _json_internal_error)
 
 
 def _no_access_line() -> None:

@@ -55,6 +55,9 @@ ZERO_POINT_RECORD = "zero_point"
 FEATURES_DTYPE = np.dtype("<f4")
 ENCODINGS = {"float32": FEATURES_DTYPE, "float16": np.dtype("<f2"), "int8": np.dtype("i1")}
 
+#: Features are logarithms (log-mel, or MFCCs of them): tens at most, for any FeatureConfig. Finite
+#: values far beyond (3.4e38 is a valid float32) would overflow a model into NaN scores.
+MAX_FEATURE_MAGNITUDE = 1e4
 #: Clip ids and client names: one MQTT topic level, and part of a SenML name.
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SHAPE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})")
@@ -99,16 +102,24 @@ def config_json(config: FeatureConfig) -> str:
     return json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
+#: A FeatureConfig's JSON is one flat object of about 250 characters.
+MAX_CONFIG_CHARS = 2048
+
+
 def config_from_json(text: str, where: str = "config") -> FeatureConfig:
+    """The FeatureConfig a pack carries, checked as strictly as the pack itself: one flat JSON object of
+    at most :data:`MAX_CONFIG_CHARS`, every field of its type and in its range (``FeatureConfig.from_dict``)."""
+    if len(text) > MAX_CONFIG_CHARS:
+        raise FeaturesPackError(f"{where}: {len(text)} characters, over the {MAX_CONFIG_CHARS} a FeatureConfig needs")
     try:
         return _parse_config(text)
-    except (ValueError, TypeError) as error:  # JSONDecodeError is a ValueError; FeatureConfig raises both
+    except (senml.SenMLError, ValueError, TypeError) as error:  # FeatureConfig raises both of the latter
         raise FeaturesPackError(f"{where}: not a FeatureConfig ({error})") from error
 
 
 @functools.lru_cache(maxsize=16)
 def _parse_config(text: str) -> FeatureConfig:
-    data = json.loads(text)
+    data = senml.strict_json(text, max_depth=1)
     if not isinstance(data, dict):
         raise TypeError(f"expected a JSON object, got {type(data).__name__}")
     return FeatureConfig.from_dict(data)
@@ -233,6 +244,9 @@ def features_from_records(records: list[dict[str, Any]]) -> FeaturesMessage:
         features = raw.astype(np.float32)
     if not np.isfinite(features).all():
         raise FeaturesPackError("features contain NaN or infinity")
+    if float(np.abs(features).max(initial=0.0)) > MAX_FEATURE_MAGNITUDE:
+        raise FeaturesPackError(f"features reach {float(np.abs(features).max()):.3g}; log-mel and MFCC values "
+                                f"lie within ±{MAX_FEATURE_MAGNITUDE:g}")
     return FeaturesMessage(clip_id, features, config, float(features_record["t"]), encoding)
 
 

@@ -329,7 +329,8 @@ def _check_depth(text: str, limit: int = MAX_JSON_DEPTH) -> None:
             continue
         depth += 1 if char in "[{" else -1
         if depth > limit:
-            raise SenMLError(f"JSON nested deeper than {limit} levels; a SenML pack is an array of flat records")
+            raise SenMLError(f"JSON nested deeper than {limit} levels" + (
+                "; a SenML pack is an array of flat records" if limit == MAX_JSON_DEPTH else ""))
         position = match.end()
 
 
@@ -352,9 +353,19 @@ def loads(payload: bytes | str, now: float | None = None) -> list[dict[str, Any]
         text = payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload
     except UnicodeDecodeError as error:
         raise SenMLError(f"SenML JSON must be UTF-8 ({error.reason} at byte {error.start})") from error
-    _check_depth(text)
+    return resolve(strict_json(text), now=now)
+
+
+def strict_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """JSON text from the network, parsed as strictly as a pack: nesting bounded by ``max_depth``
+    (checked before parsing), numbers that fit a double, no NaN or Infinity, no repeated keys.
+
+    Also for JSON carried *inside* a pack (a features pack's config), which must be no
+    looser than the pack around it. Anything else is a :class:`SenMLError`.
+    """
+    _check_depth(text, max_depth)
     try:
-        pack = json.loads(
+        return json.loads(
             text,
             parse_constant=_reject_constant,
             parse_int=_parse_int,
@@ -365,7 +376,6 @@ def loads(payload: bytes | str, now: float | None = None) -> list[dict[str, Any]
         raise SenMLError(f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}") from error
     except RecursionError as error:  # defensive: _check_depth bounds the nesting well below this
         raise SenMLError("JSON nested too deeply") from error
-    return resolve(pack, now=now)
 
 
 def dumps(records: list[dict[str, Any]]) -> str:

@@ -310,3 +310,38 @@ def test_every_catalogue_entry_is_a_4xx() -> None:
     assert len(CATALOGUE) >= 14
     assert all(400 <= r.expected_status < 500 for r in CATALOGUE)
     assert np.unique([r.name for r in CATALOGUE]).size == len(CATALOGUE)
+
+
+# --------------------------------------------------------------------------- #
+# A bug in a handler: the documented JSON 500, unpadded, and the traceback in the log only
+# --------------------------------------------------------------------------- #
+
+
+class ServiceWithABug(big_service.BigService):
+    """The real service, but answering a clip raises, as a bug would."""
+
+    def predict(self, clip):
+        raise RuntimeError("a bug while answering")
+
+
+def test_a_crashing_handler_answers_the_documented_json_500(big_model_path, clip_pack, caplog) -> None:
+    service = ServiceWithABug(big_model_path)
+    service.load()
+    with big_service.start_server(service, port=0, threads=2) as handle:
+        response = requests.post(f"{handle.url}/predict", data=clip_pack, headers=SENML_HEADERS, timeout=10)
+        assert response.status_code == 500
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.content == b'{"error":"internal error; the service log has the details","status":500}'
+        assert "a bug while answering" not in response.text
+        assert_alive(handle.url)
+    assert any("a bug while answering" in record.exc_text for record in caplog.records if record.exc_text)
+
+
+def test_scores_that_are_not_finite_are_never_sent(service) -> None:
+    """Finite but huge features overflow a float model into NaN; the decoder refuses them first (422), and
+    the model itself refuses to hand NaN on as scores (``NonFiniteScores``), whoever calls it."""
+    from kws.model.runtime import NonFiniteScores
+
+    model = service.model
+    with pytest.raises(NonFiniteScores, match="NaN or infinite scores"):
+        model.predict_features(np.full(model.feature_config.shape, 3.4e38, np.float32))
