@@ -36,6 +36,7 @@ from kws.listen.params import ListenParams
 from kws.listen.source import AudioSource
 from kws.listen.stream import AudioRing, WindowClassifier, check_streamable
 from kws.model.runtime import KeywordModel
+from kws.util.durations import DurationLog
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,8 @@ class ListenStats:
     audio_samples: int = 0
     """Samples the source gave (padding excluded)."""
     padded_samples: int = 0
-    hop_seconds: list[float] = field(default_factory=list)
-    """Processing time of each hop: features, Little, detector (Big runs beside it)."""
+    hop_seconds: DurationLog = field(default_factory=DurationLog)
+    """Processing time of the hops (features, Little, detector; Big runs beside it), in fixed memory."""
     traces: list[Trace] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
@@ -290,7 +291,7 @@ class Listener:
         candidate = None if probabilities is None else self.detector.step(self._end, probabilities)
         if candidate is not None:
             self._detected(candidate)
-        self.stats.hop_seconds.append(time.perf_counter() - started)
+        self.stats.hop_seconds.add(time.perf_counter() - started)
         self._output.flush()
         if self._output.stopped is not None:
             raise self._output.stopped

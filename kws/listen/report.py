@@ -11,9 +11,13 @@ from kws.audio import SAMPLE_RATE
 from kws.listen.confirm import OUTCOMES
 from kws.listen.listener import BIG, LITTLE, ListenStats
 from kws.listen.params import ListenParams
+from kws.util.durations import DurationLog
 
 
-def _ms(seconds: list[float], quantile: float) -> float | None:
+def _ms(seconds: list[float] | DurationLog, quantile: float) -> float | None:
+    if isinstance(seconds, DurationLog):
+        value = seconds.quantile(quantile)
+        return None if value is None else round(value * 1e3, 4)
     return round(float(np.quantile(np.asarray(seconds), quantile)) * 1e3, 4) if seconds else None
 
 
@@ -24,7 +28,7 @@ def listen_report(stats: ListenStats, params: ListenParams, origin: str, source:
     asked = [trace for trace in stats.traces if trace.asked_big]
     outcomes = Counter(trace.verdict.outcome for trace in asked if trace.verdict is not None)
     big_seconds = [trace.verdict.seconds for trace in asked if trace.verdict is not None and trace.verdict.decided]
-    processing_s = float(sum(stats.hop_seconds))
+    processing_s = stats.hop_seconds.total_s
     return {
         "source": source,
         "model": {"name": model.name, "sha256": model.sha256, "labels": list(model.labels)},
