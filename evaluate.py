@@ -1,10 +1,12 @@
 """Measure a shipped keyword-spotting model on real clips: accuracy, confusion, size, latency.
 
-The work is in :mod:`kws.evaluation.evaluate`; TensorFlow is never imported.
+The work is in kws/evaluation/evaluate.py; TensorFlow is never imported. A file that
+cannot be used is skipped, with its reason in the report (--strict stops at it), and
+Ctrl-C ends the run with the summary and report of the clips classified so far.
 
-Examples::
+Examples:
 
-    python evaluate.py --model models/little                       # test split of $KWS_DATA_DIR or ../shared
+    python evaluate.py --model models/little                       # test split of $KWS_DATA_DIR or ../shared/data
     python evaluate.py --model models/big.tflite --data-dir DIR --split all --report reports/big.json
     python evaluate.py --model models/little --data-dir DIR --split kws_test_split.txt
 """
@@ -27,10 +29,7 @@ from pathlib import Path  # noqa: E402
 from kws.audio import AudioError  # noqa: E402
 from kws.data import clips as data  # noqa: E402
 from kws.data.clips import Clip, DatasetError  # noqa: E402
-from kws.data.splits import (
-    SPLIT_NAMES,  # noqa: E402
-    is_training_only,  # noqa: E402
-)
+from kws.data.splits import SPLIT_NAMES, is_training_only  # noqa: E402
 from kws.evaluation.evaluate import build_report, evaluate_model, format_summary  # noqa: E402
 from kws.model.metadata import ModelError  # noqa: E402
 from kws.model.runtime import load_model  # noqa: E402
@@ -69,6 +68,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     )
     parser.add_argument("--report", type=Path, metavar="FILE", help="also write the figures to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first file that cannot be used (default: skip it, say why in the report)")
     return parser, parser.parse_args(argv)
 
 
@@ -123,15 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     clips = choose_clips(parser, args, model.labels)
     log.info("evaluating %s on %d clips (%s split of %s)", model.name, len(clips), args.split, args.data_dir)
     try:
-        evaluation = evaluate_model(model, clips, progress=not args.quiet)
+        evaluation = evaluate_model(model, clips, progress=not args.quiet, strict=args.strict)
     except (AudioError, DatasetError) as error:
-        parser.exit(1, f"error: {error}\n")
+        parser.exit(1, f"error: {error} (without --strict it would be skipped)\n")
+    if not evaluation.true_labels:
+        parser.exit(1, f"error: none of the {len(clips)} clips could be used: "
+                    f"{evaluation.skipped[0]['reason'] if evaluation.skipped else 'interrupted before the first'}\n")
     report = build_report(model, evaluation, args.split, args.data_dir)
     print(format_summary(report))
     if args.report:
         write_json_report(args.report, report)
         log.info("report written to %s", args.report)
-    return 0
+    return 130 if evaluation.interrupted else 0
 
 
 if __name__ == "__main__":

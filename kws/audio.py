@@ -57,8 +57,8 @@ def clip_files(folder: Path | str, recursive: bool = False) -> list[Path]:
 
 
 def decode_wav(data: bytes | Path | str, name: str = "clip") -> np.ndarray:
-    """16-bit mono 16 kHz WAV (bytes or a file) to int16 samples, zero-padded or trimmed to 1 s."""
-    return fit_length(_decode_wav(data, name), CLIP_SAMPLES)
+    """16-bit mono 16 kHz WAV (bytes or a file) to one clip of int16 samples (see :func:`read_clip`)."""
+    return _one_clip(_decode_wav(data, name), name)
 
 
 def read_recording(path: Path | str) -> np.ndarray:
@@ -73,8 +73,21 @@ def read_recording(path: Path | str) -> np.ndarray:
 
 
 def read_clip(path: Path | str) -> np.ndarray:
-    """One clip file as int16 samples, zero-padded or trimmed to 1 s (see :func:`read_recording`)."""
-    return fit_length(read_recording(path), CLIP_SAMPLES)
+    """One clip file as int16 samples, zero-padded to 1 s (see :func:`read_recording`).
+
+    A recording longer than a clip is an :class:`AudioError` that points at ``--listen``:
+    cut to its first second it would be classified on whatever that second holds.
+    """
+    return _one_clip(read_recording(path), str(path))
+
+
+def _one_clip(samples: np.ndarray, name: str) -> np.ndarray:
+    if samples.size > CLIP_SAMPLES:
+        raise AudioError(
+            f"{name}: {samples.size / SAMPLE_RATE:.2f} s long, and a clip is at most {CLIP_SAMPLES / SAMPLE_RATE:g} s: "
+            f"spot keywords in a longer recording with little_client.py --listen {name}"
+        )
+    return fit_length(samples, CLIP_SAMPLES)
 
 
 def fit_length(audio: np.ndarray, length: int) -> np.ndarray:

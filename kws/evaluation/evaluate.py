@@ -13,6 +13,7 @@ decoding is file I/O and is left out of both.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,11 +23,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from kws.audio import read_clip
+from kws.audio import AudioError, read_clip
 from kws.data.clips import Clip, is_keyword
 from kws.evaluation import metrics
 from kws.model.runtime import KeywordModel
 from kws.reports import format_table
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,6 +43,10 @@ class Evaluation:
     predicted_labels: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     """The predicted label's probability, per clip."""
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    """Files that could not be used: ``{"clip": key, "reason": message}``."""
+    interrupted: bool = False
+    """Ctrl-C ended the run early: the figures are those of the clips classified until then."""
     preprocess_s: list[float] = field(default_factory=list)
     inference_s: list[float] = field(default_factory=list)
 
@@ -52,24 +59,48 @@ class Evaluation:
         return metrics.accuracy(self.confusion_matrix)
 
 
-def evaluate_model(model: KeywordModel, clips: Sequence[Clip], progress: bool = True) -> Evaluation:
-    """Classify every clip, timing its preprocessing and its inference apart."""
+def evaluate_model(
+    model: KeywordModel, clips: Sequence[Clip], progress: bool = True, strict: bool = False
+) -> Evaluation:
+    """Classify every clip, timing its preprocessing and its inference apart.
+
+    A file that cannot be used (:class:`~kws.audio.AudioError`) is skipped and noted in
+    ``skipped``, or raised with ``strict``. Ctrl-C stops the run and keeps what was measured
+    (``interrupted``), so an hour of evaluation is never thrown away for the last clip.
+    """
     evaluation = Evaluation(model.labels)
     label_index = {label: index for index, label in enumerate(model.labels)}
-    for clip in tqdm(clips, desc=f"evaluating {model.name}", unit="clip", disable=not progress):
-        audio = read_clip(clip.path)
-        started = time.perf_counter()
-        features = model.features(audio)
-        featurised = time.perf_counter()
-        probabilities = model.predict_features(features)
-        finished = time.perf_counter()
-        evaluation.clips.append(clip.key)
-        evaluation.true_labels.append(label_index[clip.label])
-        evaluation.predicted_labels.append(int(np.argmax(probabilities)))
-        evaluation.scores.append(round(float(np.max(probabilities)), 4))
-        evaluation.preprocess_s.append(featurised - started)
-        evaluation.inference_s.append(finished - featurised)
+    try:
+        for clip in tqdm(clips, desc=f"evaluating {model.name}", unit="clip", disable=not progress):
+            _evaluate_clip(model, clip, evaluation, label_index, strict)
+    except KeyboardInterrupt:
+        evaluation.interrupted = True
+        log.warning("interrupted after %d of %d clips: reporting those", len(evaluation.true_labels), len(clips))
     return evaluation
+
+
+def _evaluate_clip(
+    model: KeywordModel, clip: Clip, evaluation: Evaluation, label_index: dict[str, int], strict: bool
+) -> None:
+    try:
+        audio = read_clip(clip.path)
+    except AudioError as error:
+        if strict:
+            raise
+        log.warning("skipped: %s", error)
+        evaluation.skipped.append({"clip": clip.key, "reason": str(error)})
+        return
+    started = time.perf_counter()
+    features = model.features(audio)
+    featurised = time.perf_counter()
+    probabilities = model.predict_features(features)
+    finished = time.perf_counter()
+    evaluation.clips.append(clip.key)
+    evaluation.true_labels.append(label_index[clip.label])
+    evaluation.predicted_labels.append(int(np.argmax(probabilities)))
+    evaluation.scores.append(round(float(np.max(probabilities)), 4))
+    evaluation.preprocess_s.append(featurised - started)
+    evaluation.inference_s.append(finished - featurised)
 
 
 def build_report(model: KeywordModel, evaluation: Evaluation, split: str, data_dir: Path) -> dict[str, Any]:
@@ -86,6 +117,8 @@ def build_report(model: KeywordModel, evaluation: Evaluation, split: str, data_d
         "split": split,
         "data_dir": str(data_dir),
         "samples": int(matrix.sum()),
+        "interrupted": evaluation.interrupted,
+        "skipped": evaluation.skipped,
         "accuracy": metrics.accuracy(matrix),
         "per_class": metrics.per_class_accuracy(matrix, model.labels),
         "labels": list(model.labels),
@@ -159,7 +192,9 @@ def format_summary(report: dict[str, Any]) -> str:
     return "\n".join([
         f"model        {report['model']['name']} ({report['model']['file']}, sha256 {report['model']['sha256'][:12]})",
         f"interpreter  {report['interpreter']}",
-        f"split        {report['split']} of {report['data_dir']}: {report['samples']} clips",
+        f"split        {report['split']} of {report['data_dir']}: {report['samples']} clips"
+        + (f", {len(report['skipped'])} files skipped (their reasons are in the report)" if report["skipped"] else "")
+        + (" (interrupted: the clips classified until Ctrl-C)" if report["interrupted"] else ""),
         f"accuracy     {report['accuracy']:.4f}",
         f"model size   {report['model_bytes']} bytes ({report['model']['tflite_bytes']} as loaded)",
         (f"latency      median per clip: preprocessing {latency['preprocess']:.3f} ms, "

@@ -175,9 +175,15 @@ def test_short_clip_is_zero_padded_at_the_end(tmp_path: Path) -> None:
     assert not decoded[8_000:].any()
 
 
-def test_long_clip_is_trimmed_to_one_second() -> None:
-    samples = np.arange(20_000, dtype="<i2")
-    np.testing.assert_array_equal(decode_wav(wav_bytes(samples)), samples[:16_000])
+def test_a_recording_longer_than_a_clip_points_at_listen(tmp_path: Path) -> None:
+    """Cut to its first second, a 3 s recording would be classified on whatever that second holds."""
+    path = tmp_path / "three_seconds.wav"
+    path.write_bytes(wav_bytes(np.arange(48_000, dtype="<i2")))
+    with pytest.raises(AudioError, match=r"three_seconds\.wav: 3\.00 s long, .* --listen .*three_seconds\.wav"):
+        read_clip(path)
+    with pytest.raises(AudioError, match="1.25 s long"):
+        decode_wav(wav_bytes(np.arange(20_000, dtype="<i2")))
+    np.testing.assert_array_equal(decode_wav(wav_bytes(np.arange(16_000, dtype="<i2"))), np.arange(16_000))
 
 
 def test_real_clip_decodes_to_one_second(data_dir: Path) -> None:
