@@ -169,7 +169,7 @@ def test_ctrl_c_reports_the_clips_classified_so_far(tmp_path: Path, data_dir: Pa
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "evaluating" not in (line := process.stderr.readline()):
+    while time.monotonic() < deadline and "evaluating" not in process.stderr.readline():
         pass  # the progress bar starts once the model is loaded and the clips are listed
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
