@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -20,13 +21,22 @@ from pathlib import Path
 from kws.data.clips import DEFAULT_DATA_DIR, DEFAULT_LABELS, DatasetError, resolve_data_dir, select_clips
 from kws.data.download import (
     DEFAULT_FULL_DATA_DIR,
+    FULL_SPEECH_COMMANDS_SHA256,
     FULL_SPEECH_COMMANDS_URL,
+    MINI_SPEECH_COMMANDS_SHA256,
     MINI_SPEECH_COMMANDS_URL,
     download,
     download_full,
 )
 from kws.data.splits import is_training_only
 from kws.reports import format_table
+
+
+def sha256_hex(text: str) -> str:
+    """An --sha256 value: 64 hexadecimal digits."""
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise argparse.ArgumentTypeError(f"expected 64 hexadecimal digits, got {text!r}")
+    return text.lower()
 
 
 def summarise(data_dir: Path) -> dict[str, Counter]:
@@ -46,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help=f"where the label folders go (default: {DEFAULT_DATA_DIR})")
     fetch.add_argument("--url", help=f"archive to fetch, e.g. a local mirror (default: {MINI_SPEECH_COMMANDS_URL}, "
                        f"with --full {FULL_SPEECH_COMMANDS_URL})")
+    fetch.add_argument("--sha256", metavar="HEX", type=sha256_hex,
+                       help="the archive's SHA-256, checked before anything is kept (default: the official "
+                       "archive's, pinned; give it for a mirror of another file)")
     summary = commands.add_parser("summary", help="count clips per label in each speaker-disjoint split")
     summary.add_argument(
         "--data-dir", type=Path, help="dataset folder (default: $KWS_DATA_DIR, ../shared/data/speech_commands, "
@@ -56,11 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "download" and args.full:
             target = args.data_dir or DEFAULT_FULL_DATA_DIR
-            keywords, others = download_full(target, args.url or FULL_SPEECH_COMMANDS_URL)
+            keywords, others = download_full(target, args.url or FULL_SPEECH_COMMANDS_URL,
+                                             sha256=args.sha256 or FULL_SPEECH_COMMANDS_SHA256)
             print(f"keywords are in {keywords}, other words and noise recordings in {others}")
             return 0
         if args.command == "download":
-            print(f"clips are in {download(args.data_dir or DEFAULT_DATA_DIR, args.url or MINI_SPEECH_COMMANDS_URL)}")
+            folder = download(args.data_dir or DEFAULT_DATA_DIR, args.url or MINI_SPEECH_COMMANDS_URL,
+                              sha256=args.sha256 or MINI_SPEECH_COMMANDS_SHA256)
+            print(f"clips are in {folder}")
             return 0
         data_dir = resolve_data_dir(args.data_dir)
         counts = summarise(data_dir)

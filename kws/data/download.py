@@ -6,10 +6,16 @@ other words and rooms needs (the README's learning curve): :func:`download_full`
 2.3 GB archive once and lays it out as the project's folders do, the eight keywords in
 ``<dir>/<label>/`` and the 27 other words with ``_background_noise_`` in
 ``<dir>_other/``, the folder ``train.py --other-dir`` looks for by default.
+
+Both come over HTTPS and are checked against a pinned SHA-256 (the values TensorFlow
+Datasets and torchaudio publish for the same files) before anything is kept: a corrupt,
+truncated or substituted archive is an error that leaves nothing behind. A mirror of
+another file needs its own ``--sha256``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
@@ -25,12 +31,16 @@ from kws.data.clips import DEFAULT_DATA_DIR, DEFAULT_LABELS, DatasetError, holds
 
 log = logging.getLogger(__name__)
 
-MINI_SPEECH_COMMANDS_URL = "http://storage.googleapis.com/download.tensorflow.org/data/mini_speech_commands.zip"
+MINI_SPEECH_COMMANDS_URL = "https://storage.googleapis.com/download.tensorflow.org/data/mini_speech_commands.zip"
+#: SHA-256 of mini_speech_commands.zip (182 082 353 bytes).
+MINI_SPEECH_COMMANDS_SHA256 = "49650f2341b26d886b46b3f4fb8fed59e30300b17550f1ee4a768b3106cf93a0"
 #: What a complete mini_speech_commands.zip holds: 8 words x 1 000 clips.
 MINI_SPEECH_COMMANDS_CLIPS = 8_000
 
 
-FULL_SPEECH_COMMANDS_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+FULL_SPEECH_COMMANDS_URL = "https://storage.googleapis.com/download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+#: SHA-256 of speech_commands_v0.02.tar.gz (2 428 923 189 bytes), as TensorFlow Datasets and torchaudio pin it.
+FULL_SPEECH_COMMANDS_SHA256 = "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"
 #: Where ``dataset.py download --full`` puts the keywords (the other words go beside it, ``_other``).
 DEFAULT_FULL_DATA_DIR = Path("data/speech_commands")
 #: v0.02 holds 105 829 clips; fewer than this means a truncated or wrong archive.
@@ -50,12 +60,15 @@ def download_full(
     data_dir: Path | str = DEFAULT_FULL_DATA_DIR,
     url: str = FULL_SPEECH_COMMANDS_URL,
     min_clips: int = FULL_SPEECH_COMMANDS_MIN_CLIPS,
+    sha256: str = FULL_SPEECH_COMMANDS_SHA256,
 ) -> tuple[Path, Path]:
     """Stream the full Speech Commands archive and extract it: keywords to ``data_dir``, the rest beside it.
 
     The archive is read as it arrives (never stored whole), and a member lands only if
     it is a WAV file in a folder of the dataset's kind, so a hostile archive cannot write
-    outside the two folders. Fewer than ``min_clips`` spoken clips is an error (truncated download).
+    outside the two folders. The extracted clips stay in staging folders until the whole
+    archive's SHA-256 equals ``sha256``; fewer than ``min_clips`` spoken clips is an error
+    too (a truncated download).
     """
     data_dir = Path(data_dir)
     other_dir = other_dir_of(data_dir)
@@ -85,6 +98,9 @@ def download_full(
                         target.parent.mkdir(parents=True, exist_ok=True)
                         target.write_bytes(source.read())
                         counts[kind] += 1
+                while reader.read(1 << 16):  # the tar's end padding: the checksum covers every byte
+                    pass
+        check_sha256(url, reader.digest.hexdigest(), sha256)
         spoken = counts["keywords"] + counts["other words"]
         if spoken < min_clips:
             raise DatasetError(f"{url}: only {spoken} clips (expected at least {min_clips}): truncated? "
@@ -108,15 +124,24 @@ def download_full(
 
 
 class _CountingReader:
-    """A file-like wrapper that advances a progress bar by the bytes read through it."""
+    """A file-like wrapper that advances a progress bar by the bytes read through it, and hashes them."""
 
     def __init__(self, raw, bar: tqdm) -> None:
         self.raw, self.bar = raw, bar
+        self.digest = hashlib.sha256()
 
     def read(self, size: int = -1) -> bytes:
         data = self.raw.read(size)
         self.bar.update(len(data))
+        self.digest.update(data)
         return data
+
+
+def check_sha256(url: str, found: str, expected: str) -> None:
+    """A DatasetError unless the archive's SHA-256 is the pinned one."""
+    if found != expected.lower():
+        raise DatasetError(f"{url}: SHA-256 {found}, expected {expected}: a corrupt or substituted archive. "
+                           "Download again; a mirror of another file needs its own --sha256")
 
 
 def _target_of(member: tarfile.TarInfo, data_dir: Path, other_dir: Path) -> tuple[Path | None, str]:
@@ -136,8 +161,12 @@ def _target_of(member: tarfile.TarInfo, data_dir: Path, other_dir: Path) -> tupl
     return other_dir / folder / name, "other words"
 
 
-def download(data_dir: Path | str = DEFAULT_DATA_DIR, url: str = MINI_SPEECH_COMMANDS_URL) -> Path:
-    """Fetch and extract mini_speech_commands.zip so that ``data_dir`` holds its label folders."""
+def download(
+    data_dir: Path | str = DEFAULT_DATA_DIR,
+    url: str = MINI_SPEECH_COMMANDS_URL,
+    sha256: str = MINI_SPEECH_COMMANDS_SHA256,
+) -> Path:
+    """Fetch mini_speech_commands.zip, check its SHA-256 and extract it: ``data_dir`` then holds its label folders."""
     data_dir = Path(data_dir)
     if holds_clips(data_dir):
         log.info("%s already holds clips; nothing to download", data_dir)
@@ -149,9 +178,13 @@ def download(data_dir: Path | str = DEFAULT_DATA_DIR, url: str = MINI_SPEECH_COM
         with urllib.request.urlopen(url, timeout=30) as response, open(archive, "wb") as out:
             total = int(response.headers.get("Content-Length", 0)) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc="downloading") as bar:
-                while chunk := response.read(1 << 16):
+                reader = _CountingReader(response, bar)
+                while chunk := reader.read(1 << 16):
                     out.write(chunk)
-                    bar.update(len(chunk))
+        check_sha256(url, reader.digest.hexdigest(), sha256)
+    except DatasetError:
+        archive.unlink(missing_ok=True)
+        raise
     except (urllib.error.URLError, OSError) as error:
         archive.unlink(missing_ok=True)
         raise DatasetError(

@@ -324,7 +324,8 @@ def test_full_download_lays_out_keywords_and_other_words(data_dir: Path, tmp_pat
     server, base = serve_folder(served)
     try:
         target = tmp_path / "data" / "speech_commands"
-        keywords, others = download_full(target, f"{base}/speech_commands_v0.02.tar.gz", min_clips=1)
+        keywords, others = download_full(target, f"{base}/speech_commands_v0.02.tar.gz", min_clips=1,
+                                         sha256=file_sha256(served / "speech_commands_v0.02.tar.gz"))
     finally:
         server.shutdown()
     assert keywords == target and others == tmp_path / "data" / "speech_commands_other"
@@ -346,10 +347,44 @@ def test_truncated_full_download_leaves_nothing(data_dir: Path, tmp_path: Path) 
     target = tmp_path / "data" / "speech_commands"
     try:
         with pytest.raises(DatasetError, match="truncated"):
-            download_full(target, f"{base}/full.tar.gz", min_clips=100_000)
+            download_full(target, f"{base}/full.tar.gz", min_clips=100_000, sha256=file_sha256(served / "full.tar.gz"))
     finally:
         server.shutdown()
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+def test_an_archive_that_is_not_the_pinned_one_leaves_nothing(data_dir: Path, tmp_path: Path) -> None:
+    """The official URLs are pinned to the official archives' SHA-256: anything else is refused, clips and all."""
+    served = tmp_path / "served"
+    served.mkdir()
+    write_full_archive(served / "speech_commands_v0.02.tar.gz", data_dir)
+    write_zip(served / "mini_speech_commands.zip", {"mini_speech_commands/yes/a_nohash_0.wav": b"RIFF"})
+    server, base = serve_folder(served)
+    try:
+        with pytest.raises(DatasetError, match="SHA-256 .*, expected af14739e.*--sha256"):
+            download_full(tmp_path / "data" / "speech_commands", f"{base}/speech_commands_v0.02.tar.gz", min_clips=1)
+        result = subprocess.run(
+            [sys.executable, "dataset.py", "download", "--data-dir", str(tmp_path / "mini" / "clips"),
+             "--url", f"{base}/mini_speech_commands.zip"],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+        )
+    finally:
+        server.shutdown()
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+    assert result.returncode == 2 and "expected 49650f23" in result.stderr and "Traceback" not in result.stderr
+    assert not list((tmp_path / "mini").rglob("*")), "the refused archive was kept"
+
+
+def test_a_bad_sha256_flag_names_the_flag(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "dataset.py", "download", "--sha256", "abc"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2 and "--sha256" in result.stderr and "64 hexadecimal digits" in result.stderr
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_offline_full_download_is_a_clear_error(tmp_path: Path, free_port: int) -> None:
