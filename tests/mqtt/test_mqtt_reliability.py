@@ -297,3 +297,18 @@ def test_inference_client_says_it_cannot_reach_the_broker(ensemble_models, free_
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_an_embedded_broker_on_a_busy_port_is_one_clear_error(ensemble_models, small_dataset, cli) -> None:
+    """Its port taken, the embedded broker says so and how to pick another: no amqtt traceback, no clip sent."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = cli("cooperative_client.py", "--embedded-broker", "--broker", f"mqtt://127.0.0.1:{port}",
+                   "--spawn", str(ensemble_models[0]), "--data-dir", str(small_dataset), "--limit", "2")
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in done.stderr and "--broker" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from concurrent.futures import Future
 from typing import Any
@@ -42,6 +43,10 @@ def broker_config(host: str, port: int) -> dict[str, Any]:
     }
 
 
+class BrokerStartError(ConnectionError):
+    """The embedded broker could not start (its port is taken, most often); the message says what to do."""
+
+
 class EmbeddedBroker:
     """amqtt serving on ``host:port`` (port 0: a free one) until :meth:`stop`."""
 
@@ -52,8 +57,10 @@ class EmbeddedBroker:
         self._broker: Any = None
 
     def start(self) -> EmbeddedBroker:
+        """Listen, or raise :class:`BrokerStartError` naming the address and the fix."""
         from amqtt.broker import Broker  # imported here: only this path needs amqtt
 
+        self._check_address()
         async def start_broker() -> Any:
             broker = Broker(broker_config(self.address.host, self.address.port))  # binds to the running loop
             await broker.start()
@@ -62,9 +69,27 @@ class EmbeddedBroker:
         for name in CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
         self._thread.start()
-        self._broker = self._run(start_broker())
+        try:
+            self._broker = self._run(start_broker())
+        except Exception as error:  # amqtt wraps whatever stopped it in its own BrokerError
+            self.stop()
+            raise BrokerStartError(f"the embedded broker could not start on {self.address.host}:"
+                                   f"{self.address.port} ({error})") from error
         log.info("embedded amqtt broker listening on %s (MQTT %s)", self.address.url, MQTT_VERSION)
         return self
+
+    def _check_address(self) -> None:
+        """Bind the address once ourselves first: a taken port is then one clear error, not amqtt's traceback."""
+        with socket.socket(socket.AF_INET6 if ":" in self.address.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server will
+            try:
+                probe.bind((self.address.host, self.address.port))
+            except OSError as error:
+                raise BrokerStartError(
+                    f"the embedded broker cannot listen on {self.address.host}:{self.address.port} "
+                    f"({error.strerror or error}): give --broker mqtt://{self.address.host}:PORT with a free port, "
+                    "or no --broker for any free one"
+                ) from error
 
     def stop(self) -> None:
         if self._broker is not None:
