@@ -27,7 +27,6 @@ wherever this module is named.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,9 +69,10 @@ def pool(embeddings: np.ndarray) -> np.ndarray:
 
 def _onnxruntime() -> Any:
     try:
-        return importlib.import_module("onnxruntime")
+        import onnxruntime
     except ImportError as error:
         raise FrontEndError("onnxruntime is not installed; fix: pip install -r requirements/server.txt") from error
+    return onnxruntime
 
 
 def session_options(threads: int) -> Any:

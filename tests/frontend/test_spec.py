@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
+from kws.features import FeatureConfig
 from kws.frontend.spec import FrontEndSpec
+from kws.model.metadata import ModelError, ModelMetadata, build_metadata, write_metadata
 
 
 def test_the_default_geometry_is_the_issue_18_one() -> None:
@@ -49,3 +52,25 @@ def test_unknown_and_missing_keys_are_errors() -> None:
 def test_impossible_blocks_are_refused(change: dict) -> None:
     with pytest.raises(ValueError):
         dataclasses.replace(FrontEndSpec(), **change)
+
+
+def test_a_models_metadata_carries_the_block(tmp_path: Path) -> None:
+    spec = FrontEndSpec()
+    document = build_metadata(
+        name="pretrained_big", description="a head on the pretrained front end", labels=["yes", "no"],
+        feature_config=FeatureConfig(), input_standardization=None, architecture={}, training={}, accuracy={},
+        blobs={"tflite": ("pretrained_big.tflite", b"head")}, front_end=spec,
+    )
+    assert document["front_end"]["mel_sha256"] == spec.mel_sha256
+    assert ModelMetadata.read(write_metadata(tmp_path, document)).front_end == spec
+    del document["front_end"]
+    assert ModelMetadata.read(write_metadata(tmp_path, document)).front_end is None
+
+
+def test_a_malformed_block_makes_the_metadata_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    block = {**FrontEndSpec().to_dict(), "mel_sha256": "not a hash"}
+    path.write_text(json.dumps({"name": "broken", "labels": ["yes"], "feature_config": {}, "files": {}, "sha256": {},
+                                "front_end": block}))
+    with pytest.raises(ModelError, match="mel_sha256"):
+        ModelMetadata.read(path)
