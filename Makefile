@@ -18,8 +18,10 @@ $(BIN)/.runtime-installed: requirements/runtime.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-# Everything, TensorFlow included: the tests compare our numpy features with tf.signal.
-$(BIN)/.all-installed: requirements.txt requirements/runtime.txt requirements/training.txt requirements/dev.txt pyproject.toml
+# Everything, TensorFlow included: the tests compare our numpy features with tf.signal, and the
+# pretrained front end's numpy mel with its ONNX graph (requirements/server.txt).
+$(BIN)/.all-installed: requirements.txt requirements/runtime.txt requirements/training.txt requirements/server.txt \
+		requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .

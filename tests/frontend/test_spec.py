@@ -1,0 +1,76 @@
+"""The front_end block of a model's metadata: its geometry, its round trip, and the mistakes it refuses."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from kws.features import FeatureConfig
+from kws.frontend.spec import FrontEndSpec
+from kws.model.metadata import ModelError, ModelMetadata, build_metadata, write_metadata
+
+
+def test_the_default_geometry_is_the_issue_18_one() -> None:
+    spec = FrontEndSpec()
+    assert spec.pad_before == 4000
+    assert spec.mel_frames == 147 and spec.mel_shape == (147, 32)
+    assert spec.num_windows == 9
+
+
+def test_unpadded_clips_give_97_frames_and_3_windows() -> None:
+    spec = FrontEndSpec(padded_samples=16000)
+    assert (spec.mel_frames, spec.num_windows, spec.pad_before) == (97, 3, 0)
+
+
+def test_the_block_survives_json() -> None:
+    spec = FrontEndSpec()
+    document = json.loads(json.dumps(spec.to_dict()))
+    assert FrontEndSpec.from_dict(document) == spec
+    assert document["input_scale"] == 1 / 32768 and document["mel_divisor"] == 10.0
+
+
+def test_unknown_and_missing_keys_are_errors() -> None:
+    document = FrontEndSpec().to_dict()
+    with pytest.raises(ValueError, match=r"unknown \['input_scal'\]"):
+        FrontEndSpec.from_dict({**document, "input_scal": 1.0})
+    del document["mel_offset"]
+    with pytest.raises(ValueError, match=r"missing \['mel_offset'\]"):
+        FrontEndSpec.from_dict(document)
+
+
+@pytest.mark.parametrize("change", [
+    {"mel_sha256": "ABC"},
+    {"embedding_sha256": "0" * 63},
+    {"input_scale": 0.0},
+    {"window_step": 0},
+    {"clip_samples": 30000},
+    {"padded_samples": 8000, "clip_samples": 8000},
+])
+def test_impossible_blocks_are_refused(change: dict) -> None:
+    with pytest.raises(ValueError):
+        dataclasses.replace(FrontEndSpec(), **change)
+
+
+def test_a_models_metadata_carries_the_block(tmp_path: Path) -> None:
+    spec = FrontEndSpec()
+    document = build_metadata(
+        name="pretrained_big", description="a head on the pretrained front end", labels=["yes", "no"],
+        feature_config=FeatureConfig(), input_standardization=None, architecture={}, training={}, accuracy={},
+        blobs={"tflite": ("pretrained_big.tflite", b"head")}, front_end=spec,
+    )
+    assert document["front_end"]["mel_sha256"] == spec.mel_sha256
+    assert ModelMetadata.read(write_metadata(tmp_path, document)).front_end == spec
+    del document["front_end"]
+    assert ModelMetadata.read(write_metadata(tmp_path, document)).front_end is None
+
+
+def test_a_malformed_block_makes_the_metadata_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    block = {**FrontEndSpec().to_dict(), "mel_sha256": "not a hash"}
+    path.write_text(json.dumps({"name": "broken", "labels": ["yes"], "feature_config": {}, "files": {}, "sha256": {},
+                                "front_end": block}))
+    with pytest.raises(ModelError, match="mel_sha256"):
+        ModelMetadata.read(path)
