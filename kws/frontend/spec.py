@@ -53,6 +53,8 @@ MEL_HIGH_HZ = 3_800.0
 POWER_FLOOR = 1e-10
 #: Every value is clamped to (the maximum over the whole batch) minus this, in dB.
 TOP_DB = 80.0
+#: Values per window that embedding_model.onnx gives.
+EMBEDDING_SIZE = 96
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -137,6 +139,11 @@ class FrontEndSpec:
     def num_windows(self) -> int:
         """Embedding windows per clip: 9 for 147 frames."""
         return 1 + (self.mel_frames - self.window_frames) // self.window_step
+
+    @property
+    def embedding_shape(self) -> tuple[int, int]:
+        """One clip's embeddings, what a head reads: (9, 96)."""
+        return (self.num_windows, EMBEDDING_SIZE)
 
     @property
     def mel_shape(self) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kws.features import FeatureConfig, InputStandardization
-from kws.frontend.spec import FrontEndSpec
+from kws.frontend.spec import FrontEndError, FrontEndSpec
 
 _MODEL_SUFFIXES = (".tflite.zlib", ".tflite", ".json")
 #: What a model outputs: class probabilities (a softmax ends the graph) or logits.
@@ -36,7 +36,8 @@ class ModelMetadata:
 
     name: str
     labels: tuple[str, ...]
-    feature_config: FeatureConfig
+    feature_config: FeatureConfig | None
+    """The features the model reads; None for a head on the pretrained front end (``front_end``)."""
     files: dict[str, str]
     sha256: dict[str, str]
     raw: dict[str, Any] = field(repr=False)
@@ -45,6 +46,18 @@ class ModelMetadata:
     front_end: FrontEndSpec | None = field(default=None, repr=False)
     """The pretrained front end the model's head reads (issue 18); None for models on our own features."""
 
+    def __post_init__(self) -> None:
+        if (self.feature_config is None) == (self.front_end is None):
+            raise ValueError("a model reads either features (feature_config) or the pretrained front end "
+                             "(front_end): exactly one of the two")
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """One clip's input to the TFLite file: features (frames, bins), or front-end embeddings (windows, 96)."""
+        if self.front_end is not None:
+            return self.front_end.embedding_shape
+        return self.feature_config.shape
+
     @classmethod
     def read(cls, path: Path) -> ModelMetadata:
         try:
@@ -52,7 +65,8 @@ class ModelMetadata:
             return cls(
                 name=raw["name"],
                 labels=tuple(raw["labels"]),
-                feature_config=FeatureConfig.from_dict(raw["feature_config"]),
+                feature_config=(FeatureConfig.from_dict(raw["feature_config"])
+                                if raw.get("feature_config") is not None else None),
                 files=dict(raw["files"]),
                 sha256=dict(raw["sha256"]),
                 raw=raw,
@@ -65,6 +79,8 @@ class ModelMetadata:
             )
         except FileNotFoundError as error:
             raise ModelError(f"no model metadata at {path}") from error
+        except FrontEndError as error:
+            raise ModelError(f"{path}: {error}") from error
         except (KeyError, TypeError, ValueError) as error:
             raise ModelError(f"{path}: malformed model metadata ({error})") from error
 
@@ -93,7 +109,7 @@ def build_metadata(
     name: str,
     description: str,
     labels: list[str],
-    feature_config: FeatureConfig,
+    feature_config: FeatureConfig | None,
     input_standardization: InputStandardization | None,
     architecture: Mapping[str, Any],
     training: Mapping[str, Any],
@@ -108,12 +124,14 @@ def build_metadata(
     because the graphs are not the model's files (the installed package ships them)."""
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if (feature_config is None) == (front_end is None):
+        raise ValueError("give feature_config for a model on features, or front_end for a head on the front end")
     return {
         "name": name,
         "description": description,
         "labels": list(labels),
-        "feature_config": feature_config.to_dict(),
-        "input_shape": list(feature_config.shape),
+        "feature_config": feature_config.to_dict() if feature_config is not None else None,
+        "input_shape": list(feature_config.shape if feature_config is not None else front_end.embedding_shape),
         "output": output,
         **({"input_standardization": input_standardization.to_dict()} if input_standardization else {}),
         **({"front_end": front_end.to_dict()} if front_end else {}),

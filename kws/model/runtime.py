@@ -86,12 +86,21 @@ class TfliteRunner:
 
 
 class KeywordModel:
-    """A TFLite keyword-spotting model with the preprocessing its metadata asks for."""
+    """A TFLite keyword-spotting model with the preprocessing its metadata asks for.
+
+    That is the model's :class:`~kws.features.FeatureConfig`, or, for a head on the pretrained
+    front end (``metadata.front_end``), the front end itself (``front_end``: both ONNX graphs under
+    onnxruntime, a server's business; :mod:`kws.frontend.embedding`), whose embeddings the head reads.
+    """
 
     def __init__(
-        self, metadata: ModelMetadata, model_bytes: bytes, source: Path, file_sha256: str, num_threads: int = 1
+        self, metadata: ModelMetadata, model_bytes: bytes, source: Path, file_sha256: str, num_threads: int = 1,
+        front_end: Any = None,
     ) -> None:
+        if (metadata.front_end is None) != (front_end is None):
+            raise ModelError(f"{source}: a head on the pretrained front end needs it loaded, and only such a head")
         self.metadata = metadata
+        self.front_end = front_end
         self.source = source
         #: sha256 of the file this instance was loaded from (checked against the metadata).
         self.sha256 = file_sha256
@@ -100,10 +109,11 @@ class KeywordModel:
         self._runner = TfliteRunner(model_bytes, num_threads)
         self.interpreter_name = self._runner.interpreter_name
         self._lock = threading.Lock()
-        expected = (1, *metadata.feature_config.shape)
+        expected = (1, *metadata.input_shape)
         actual = tuple(int(d) for d in self._runner.input["shape"][: len(expected)])
         if actual != expected:
-            raise ModelError(f"{source}: input shape {actual} does not match its FeatureConfig {expected}")
+            what = "front end's embeddings" if metadata.front_end is not None else "FeatureConfig"
+            raise ModelError(f"{source}: input shape {actual} does not match its {what} {expected}")
         standardization = metadata.input_standardization
         if standardization is not None and standardization.mean.shape != (metadata.feature_config.num_features,):
             raise ModelError(f"{source}: input_standardization does not have one entry per feature bin")
@@ -119,6 +129,9 @@ class KeywordModel:
 
     @property
     def feature_config(self) -> FeatureConfig:
+        """The model's features; a :class:`ModelError` for a head on the pretrained front end, which has none."""
+        if self.metadata.feature_config is None:
+            raise ModelError(f"model {self.name} reads the pretrained front end's embeddings, not features")
         return self.metadata.feature_config
 
     @property
@@ -127,11 +140,17 @@ class KeywordModel:
 
     def clone(self) -> KeywordModel:
         """Another instance with its own interpreter, for another thread."""
-        return KeywordModel(self.metadata, self.model_bytes, self.source, self.sha256, self.num_threads)
+        return KeywordModel(self.metadata, self.model_bytes, self.source, self.sha256, self.num_threads,
+                            self.front_end)  # onnxruntime sessions are safe to share between threads
 
     # Inference ------------------------------------------------------------------------
     def features(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        """This model's features of one clip (int16 PCM or float in [-1, 1])."""
+        """This model's input for one clip: its features (int16 PCM or float in [-1, 1]), or, for a head
+        on the front end, the clip's embeddings (int16 PCM at 16 kHz only: see ``kws.frontend.mel``)."""
+        if self.front_end is not None:
+            if sample_rate != SAMPLE_RATE:
+                raise ValueError(f"the pretrained front end hears {SAMPLE_RATE} Hz clips, got {sample_rate} Hz")
+            return self.front_end.embed_audio(audio)
         return compute_features(audio, self.feature_config, sample_rate)
 
     def predict_features(self, features: np.ndarray) -> np.ndarray:
@@ -188,6 +207,15 @@ def load_model(path: Path | str, prefer: str = "tflite", num_threads: int = 1) -
     if metadata.sha256.get(kind) != digest:
         raise ModelError(f"{file_path}: sha256 {digest[:12]}… does not match its metadata")
     model_bytes = decompress(blob) if kind == "tflite_zlib" else blob
-    model = KeywordModel(metadata, model_bytes, file_path, digest, num_threads)
+    front_end = None
+    if metadata.front_end is not None:  # a server's model: onnxruntime and the checked graphs
+        from kws.frontend.embedding import FrontEnd
+        from kws.frontend.spec import FrontEndError
+
+        try:
+            front_end = FrontEnd.load(metadata.front_end, threads=num_threads)
+        except FrontEndError as error:
+            raise ModelError(f"{stem}: its pretrained front end cannot be used: {error}") from error
+    model = KeywordModel(metadata, model_bytes, file_path, digest, num_threads, front_end)
     log.info("loaded %s (%d bytes) with %s", file_path, len(blob), model.interpreter_name)
     return model

@@ -55,16 +55,29 @@ def test_impossible_blocks_are_refused(change: dict) -> None:
 
 
 def test_a_models_metadata_carries_the_block(tmp_path: Path) -> None:
+    """A head on the front end has its block and no FeatureConfig; a model on features the reverse; never both."""
     spec = FrontEndSpec()
-    document = build_metadata(
-        name="pretrained_big", description="a head on the pretrained front end", labels=["yes", "no"],
-        feature_config=FeatureConfig(), input_standardization=None, architecture={}, training={}, accuracy={},
-        blobs={"tflite": ("pretrained_big.tflite", b"head")}, front_end=spec,
-    )
-    assert document["front_end"]["mel_sha256"] == spec.mel_sha256
-    assert ModelMetadata.read(write_metadata(tmp_path, document)).front_end == spec
+    common = dict(name="pretrained_big", description="a head on the pretrained front end", labels=["yes", "no"],
+                  input_standardization=None, architecture={}, training={}, accuracy={},
+                  blobs={"tflite": ("pretrained_big.tflite", b"head")})
+    document = build_metadata(**common, feature_config=None, front_end=spec)
+    assert document["front_end"]["mel_sha256"] == spec.mel_sha256 and document["feature_config"] is None
+    assert document["input_shape"] == [9, 96]
+    read = ModelMetadata.read(write_metadata(tmp_path, document))
+    assert read.front_end == spec and read.feature_config is None and read.input_shape == (9, 96)
+    for both_or_neither in ({"feature_config": FeatureConfig(), "front_end": spec},
+                            {"feature_config": None, "front_end": None}):
+        with pytest.raises(ValueError, match="exactly one|feature_config .* or front_end"):
+            build_metadata(**common, **both_or_neither)
     del document["front_end"]
-    assert ModelMetadata.read(write_metadata(tmp_path, document)).front_end is None
+    with pytest.raises(ModelError, match="exactly one of the two"):
+        ModelMetadata.read(_write(tmp_path, document))
+
+
+def _write(folder: Path, document: dict) -> Path:
+    path = folder / "document.json"
+    path.write_text(json.dumps(document))
+    return path
 
 
 def test_a_malformed_block_makes_the_metadata_unreadable(tmp_path: Path) -> None:
