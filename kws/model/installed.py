@@ -5,8 +5,10 @@ current directory as always. ``pip install`` copies the shipped models (the
 ``models/`` folder: metadata, ``.tflite`` and ``.tflite.zlib``) to
 ``<prefix>/share/kws-edge-cloud/models`` (``data-files`` in pyproject.toml), and a
 relative ``--model models/NAME`` or ``--model NAME`` that the current directory does
-not have is looked for there. So ``kws-little`` with no ``--model`` runs the shipped
-Little model wherever it is started (a systemd unit's working directory is ``/``).
+not have is looked for there, and then, for an editable install (``pip install -e .``,
+as ``make`` does), in the ``models/`` folder of the checkout the package is loaded from.
+So ``kws-little`` with no ``--model`` runs the shipped Little model wherever it is
+started (a systemd unit's working directory is ``/``).
 A path with any other folder, or an absolute one, is taken as given: a model
 someone named is never swapped for another silently.
 """
@@ -37,14 +39,19 @@ def installed_models_dir() -> Path | None:
     return None
 
 
+def checkout_models_dir() -> Path | None:
+    """``models/`` of the checkout this package is loaded from (an editable install); None outside one."""
+    root = Path(__file__).resolve().parents[2]
+    return root / "models" if (root / "pyproject.toml").is_file() and (root / "models").is_dir() else None
+
+
 def find_model(path: Path | str) -> Path | str:
     """``path`` if its metadata is there (or it is not a ``models/NAME`` or ``NAME`` path); else the installed
     model ``NAME`` when there is one, else ``path`` (whose error then names what was asked for)."""
     given = Path(path)
     if metadata_path(path).exists() or given.is_absolute() or str(given.parent) not in _LOOKUP_PARENTS:
         return path
-    installed = installed_models_dir()
-    if installed is None:
-        return path
-    candidate = installed / given.name
-    return candidate if metadata_path(model_stem(candidate)).exists() else path
+    for folder in (installed_models_dir(), checkout_models_dir()):
+        if folder is not None and metadata_path(model_stem(folder / given.name)).exists():
+            return folder / given.name
+    return path
