@@ -7,7 +7,7 @@ concurrent clients (threads):
   (TFLite interpreters are not thread-safe);
 * ``http_pcm`` and ``http_features``: the production path with each payload. Each
   client thread has its own :class:`kws.rest.client.BigClient` (SenML encoding, one
-  keep-alive urllib3 connection) and posts to ``big_service.py`` running in a separate
+  keep-alive connection of its ``requests`` session) and posts to ``big_service.py`` running in a separate
   process, as it would in the cloud, so client and server do not share one
   interpreter lock. With ``features`` the client computes Big's features (as the
   Pi would) and sends them as int8; the server only decodes and runs the model.
@@ -21,10 +21,10 @@ change in machine load hits every pair alike, and the medians are quoted.
 
 To show where the difference goes, the report also gives the CPU time per clip
 on each side (this process's threads; the service's from /proc) and the CPU of
-a bare ``GET /health``, the floor under any exchange through urllib3, waitress
-and CherryPy. Once the cores are saturated (8 clients) throughput is inversely
-proportional to CPU per clip, so HTTP / in-process is close to
-in-process CPU / (client + server CPU).
+a bare ``GET /health``, the floor under any exchange through requests, urllib3,
+waitress and CherryPy: its client side is the Big client's own CPU per request.
+Once the cores are saturated (8 clients) throughput is inversely proportional to
+CPU per clip, so HTTP / in-process is close to in-process CPU / (client + server CPU).
 
 With ``--split-cores`` the service gets a core of its own and this process (the
 load generator, and the in-process path) the others, as when the Pis are other

@@ -7,6 +7,17 @@ and the messages are here. ``--model``, ``--report`` and the Big service's flags
 
 Output: one JSON object per detection per line on stdout, flushed as it happens;
 logs and, at the end (or on Ctrl-C), the summary on stderr; with ``--report``, JSON.
+
+When a run ends, and with which exit status (what a supervisor such as systemd acts on):
+
+* a WAV file that ends has been heard: status 0;
+* stdin that ends is, by default, the end of a stream someone piped in (a recording): 0;
+  with ``--live`` the stream is live audio that should never end (``arecord`` piped in
+  under systemd), so its end means the recorder died or the device went away: one
+  error line, status 1, and ``Restart=on-failure`` starts the listener again;
+* a source that fails while being read (a microphone unplugged, a read error): one
+  error line, status 1, with or without ``--live``;
+* SIGTERM or Ctrl-C (a service being stopped): the summary, status 0.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from kws.listen.confirm import BigConfirmer
 from kws.listen.listener import Detection, Listener, StopListening
 from kws.listen.params import ListenParams, params_from_metadata, with_overrides
 from kws.listen.report import format_summary, listen_report
-from kws.listen.source import SourceError, open_source
+from kws.listen.source import MIC, STDIN, SourceError, open_source
 from kws.listen.stream import StreamError, check_streamable
 from kws.model.metadata import ModelError, metadata_path
 from kws.model.runtime import load_model
@@ -35,7 +46,7 @@ log = logging.getLogger(__name__)
 LISTEN_FLAGS = {
     "listen_threshold": "--detect-threshold", "smoothing": "--smoothing", "suppress": "--suppress",
     "confirm_below": "--confirm-below", "big_min_score": "--big-min-score", "hop_ms": "--hop-ms",
-    "little_only": "--little-only",
+    "little_only": "--little-only", "live": "--live",
 }
 #: The clip-mode flags that make no sense on a stream.
 CLIP_FLAGS = {
@@ -72,6 +83,12 @@ def add_listen_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
     group.add_argument("--hop-ms", type=int, metavar="MS", help="milliseconds between windows (default 100)")
     group.add_argument("--little-only", action="store_true",
                        help="never ask Big; use the parameters calibrated for Little alone")
+    group.add_argument("--live", action="store_true",
+                       help="the source is live audio that never ends by itself (arecord piped into --listen -, "
+                       "under systemd): its end is a failure, said in one line, exit status 1, so that the service "
+                       "manager restarts the listener. Without it the end of stdin ends the run (exit 0); a WAV "
+                       "file's end always does; a source that fails while read (a microphone unplugged) is exit 1 "
+                       "either way; SIGTERM ends the run with its summary, exit 0")
     return group
 
 
@@ -87,6 +104,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for dest, flag in CLIP_FLAGS.items():
         if getattr(args, dest, None):
             parser.error(f"{flag} is for clips and does not apply to --listen")
+    if args.live and not is_live_capable(args.listen):
+        parser.error(f"--live is for stdin (-) or a microphone (mic); a file such as {args.listen} ends when heard")
 
 
 def resolve_params(parser: argparse.ArgumentParser, args: argparse.Namespace, model: Any) -> tuple[ListenParams, str]:
@@ -111,6 +130,11 @@ def resolve_params(parser: argparse.ArgumentParser, args: argparse.Namespace, mo
     if any(value is not None for _, value in overrides.values()):
         origin += ", with flags over it"
     return params, origin
+
+
+def is_live_capable(spec: str) -> bool:
+    """Whether a --listen SOURCE can be live: stdin or a microphone, not a file."""
+    return spec == STDIN or spec == MIC or spec.startswith(MIC + ":")
 
 
 def _stop_on_sigterm(*_: object) -> None:
@@ -165,9 +189,14 @@ def run_listen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
     status = 0
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        listener.run(source)
+        stats = listener.run(source)
+        if args.live and not stats.interrupted:
+            log.error("--listen %s --live: the audio source ended after %.1f s (did the recorder stop or the "
+                      "device go away?); exit status 1, for the service manager to restart the listener",
+                      args.listen, stats.audio_s)
+            status = 1
     except SourceError as error:
-        log.error("--listen %s: %s", args.listen, error)
+        log.error("--listen %s: %s; exit status 1", args.listen, error)
         status = 1
     finally:
         source.close()

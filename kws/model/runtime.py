@@ -28,6 +28,7 @@ import numpy as np
 
 from kws.audio import SAMPLE_RATE
 from kws.features import FeatureConfig, compute_features
+from kws.model.installed import find_model
 from kws.model.metadata import ModelError, ModelMetadata, metadata_path, model_stem, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -182,8 +183,10 @@ def load_model(path: Path | str, prefer: str = "tflite", num_threads: int = 1) -
 
     A path naming a file loads that file. A stem loads ``prefer`` ('tflite' or
     'zlib') when the metadata lists it, else the other. The file's sha256 must
-    match the metadata, so a half-copied or stale model fails loudly.
+    match the metadata, so a half-copied or stale model fails loudly. A ``models/NAME``
+    the current directory does not have is the installed one (:mod:`kws.model.installed`).
     """
+    path = find_model(path)
     stem = model_stem(path)
     metadata = ModelMetadata.read(metadata_path(stem))
     text = str(path)

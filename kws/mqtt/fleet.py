@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -29,9 +30,13 @@ from kws.mqtt.security import BrokerSecurity
 
 log = logging.getLogger(__name__)
 
-#: The user-facing command, run as a child process (never imported): the same script a user
-#: starts by hand on another machine.
-INFERENCE_CLIENT = Path(__file__).resolve().parents[2] / "inference_client.py"
+#: The user-facing command, run as a child process (never imported): the same program a user
+#: starts by hand on another machine (``kws-infer``, ``inference_client.py``), run as a module so
+#: that it works from a checkout and from an installed package alike.
+INFERENCE_CLIENT = ("-m", "kws.cli.infer")
+#: The folder that holds this ``kws`` package: put first on the children's path, so they run the
+#: same code as the parent wherever it was started from.
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 10.0
 #: The TFLite runtime prints this once per interpreter from C, whatever the log level; with
 #: several children it would repeat in the user's terminal for no information.
@@ -93,11 +98,12 @@ class InferenceFleet:
     def start(self) -> InferenceFleet:
         for spec in self.specs:
             security = spec.security or self.security
-            command = [sys.executable, str(INFERENCE_CLIENT), "--model", spec.model, "--name", spec.name,
+            command = [sys.executable, *INFERENCE_CLIENT, "--model", spec.model, "--name", spec.name,
                        *self.common_args, *security.arguments(), *spec.extra_args]
             with self._log_file(spec.name) as output:  # the child keeps its own descriptor
                 process = subprocess.Popen(
-                    command, stdout=output or subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                    command, stdout=output or subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=_child_environment(),
                 )
             self.processes[spec.name] = process
             if output is None:
@@ -155,3 +161,9 @@ def _relay(process: subprocess.Popen, name: str) -> None:
         line = raw.decode("utf-8", errors="replace").rstrip("\n")
         if not any(noise in line for noise in NOISE):
             sys.stderr.write(f"[{name}] {line}\n")
+
+
+def _child_environment() -> dict[str, str]:
+    """This process's environment with :data:`PACKAGE_ROOT` first on ``PYTHONPATH``."""
+    paths = [str(PACKAGE_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}

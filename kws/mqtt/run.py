@@ -38,6 +38,7 @@ from kws.mqtt.report import build_report
 from kws.mqtt.roster import Roster
 from kws.mqtt.security import BrokerSecurity
 from kws.mqtt.tracker import ACCEPTED, DUPLICATE, FINISHED_CLIP, EnsembleTracker
+from kws.util.logs import progress_wanted
 from kws.wire.features_pack import config_json, encode_features_pack
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class CooperativeRun:
         self.wait_until_ready()
         self.connection.publish(self.topics.config, config_json(self.config), qos=1, retain=True)
         tracker = self.tracker
-        with tqdm(total=len(clips), desc="clips finished", unit="clip") as progress:
+        with tqdm(total=len(clips), desc="clips finished", unit="clip", disable=not progress_wanted()) as progress:
             started_at = time.monotonic()
             self._publish_all(clips, progress)
             while tracker.pending:

@@ -15,12 +15,15 @@ lists it in ``GET /health`` (``compress="auto"``, the default), deflated
 (:mod:`kws.rest.compression`: a PCM clip then travels as about 25 KB, features as
 about 2.2 KB).
 
-The transport is a urllib3 connection pool, used directly: ``requests`` on top of
-it cost the Pi about 0.4 ms of CPU per request (merging settings, cookies, hooks,
-re-preparing the same headers), more than the rest of the exchange on the client.
-Every header is prepared once per client, the proxy environment read once
-(:mod:`kws.rest.proxy`), and the bytes of each exchange counted from what is sent
-and received (:attr:`Exchange.wire_bytes`).
+The transport is ``requests``: one :class:`requests.Session` with one
+:class:`requests.adapters.HTTPAdapter` (a keep-alive pool, urllib3's ``Retry``), so
+the proxy rules of the environment (``http_proxy``, ``https_proxy``, ``all_proxy``,
+``no_proxy``) are the ones ``requests`` and the standard library implement, not ours.
+They are read once, when the client is made (:func:`environment_proxy`); a Pi's
+environment does not change under a running service, and reading it per request
+(and ``~/.netrc``, which ``requests`` would also consult) is wasted CPU. Every header
+is given explicitly, so http.client adds none and the bytes of each exchange are
+counted from what is sent and received (:attr:`Exchange.wire_bytes`).
 
 Every failure is a :class:`BigError` with a ``reason`` (one of :data:`FAILURE_REASONS`),
 which the cascade counts; the caller keeps its own answer. Three kinds:
@@ -48,15 +51,19 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
+import requests
+import requests.adapters
+import requests.utils
 import urllib3
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -67,14 +74,12 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 from urllib3.exceptions import SSLError as Urllib3SSLError
-from urllib3.util.proxy import connection_requires_http_tunnel
 from urllib3.util.retry import Retry
 
 from kws.features import FeatureConfig, compute_features
 from kws.rest import answers, compression
 from kws.rest.auth import bearer_header
 from kws.rest.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURES, CircuitBreaker
-from kws.rest.proxy import environment_proxy
 from kws.wire import audio_pack, features_pack, senml
 
 log = logging.getLogger(__name__)
@@ -99,7 +104,9 @@ READ_CHUNK_BYTES = 16384
 #: many) instead of opening and dropping one per request; a client used by one thread opens one.
 POOL_CONNECTIONS = 8
 #: Sent with every request. Accept-Encoding: a compressed answer could expand past any cap.
-USER_AGENT = f"python-urllib3/{urllib3.__version__}"
+USER_AGENT = requests.utils.default_user_agent()
+#: Proxy schemes the client speaks (a SOCKS proxy would need PySocks, which is not a dependency).
+PROXY_SCHEMES = ("http", "https")
 #: Frames x FFT points per clip a Big's FeatureConfig may ask the Pi to compute (the shipped
 #: models ask 49 x 1024; a hostile /model must not make the Pi allocate without bound).
 MAX_FEATURE_WORK = 1 << 20
@@ -132,6 +139,43 @@ class BigBadAnswer(BigError):
     """The Big service answered with something the Pi cannot use: too large, not JSON, not a valid answer."""
 
 
+class UnusableProxy(ValueError):
+    """The environment names a proxy for the service that this client cannot speak (SOCKS, no host)."""
+
+
+def environment_proxy(url: str) -> dict[str, str]:
+    """The proxies ``requests`` would take from the environment for ``url``, checked; ``{}`` to go direct.
+
+    The rules are requests' and the standard library's (``urllib.request.getproxies``:
+    lower case before upper case, ``HTTP_PROXY`` ignored in a CGI request; ``no_proxy``
+    with names, ``host:port``, addresses and CIDR blocks). Raises :class:`UnusableProxy`
+    for one the client cannot use, so a usage error can name it before anything is sent.
+    """
+    proxies = requests.utils.get_environ_proxies(url)
+    chosen = requests.utils.select_proxy(url, proxies)
+    if chosen is not None:
+        parsed = urlsplit(requests.utils.prepend_scheme_if_needed(chosen, "http"))
+        if parsed.scheme not in PROXY_SCHEMES or not parsed.hostname:
+            raise UnusableProxy(
+                f"${_variable_of(proxies, chosen)} names a proxy this client cannot use ({parsed.scheme}:// with host "
+                f"{parsed.hostname!r}); it speaks {' and '.join(PROXY_SCHEMES)} proxies"
+            )
+    return proxies
+
+
+def _variable_of(proxies: dict[str, str], proxy: str) -> str:
+    """The environment variable that named ``proxy`` (``https_proxy``, ``ALL_PROXY``, ...), for messages."""
+    scheme = next((key for key, value in proxies.items() if value == proxy), "all")
+    names = (f"{scheme}_proxy", f"{scheme.upper()}_PROXY")
+    return next((name for name in names if os.environ.get(name, "").strip() == proxy), names[0])
+
+
+def _without_password(url: str) -> str:
+    """``url`` without its ``user:password@`` (for logs, messages and :attr:`BigClient.proxy`)."""
+    parsed = urlsplit(requests.utils.prepend_scheme_if_needed(url, "http"))
+    return urlunsplit(parsed._replace(netloc=parsed.netloc.rsplit("@", 1)[-1]))
+
+
 class _Retry(Retry):
     """urllib3's Retry, except that a timeout is final: asking a slow (or black-holed) service again
     only doubles the wait. Refused and reset connections and 502/503/504 are still retried."""
@@ -149,20 +193,26 @@ def _is_timeout(error: object) -> bool:
 
 
 def _failed_cause(error: BaseException) -> BaseException:
-    """What went wrong under urllib3's wrappers: MaxRetryError holds what failed last, ProxyError its cause."""
-    if isinstance(error, MaxRetryError) and error.reason is not None:
-        error = error.reason
-    if isinstance(error, ProxyError) and isinstance(error.original_error, BaseException):
-        error = error.original_error
+    """What went wrong under the wrappers: requests' exceptions hold urllib3's, MaxRetryError holds what
+    failed last, ProxyError its cause."""
+    for _ in range(8):  # a bounded walk: each step unwraps one layer
+        if isinstance(error, requests.RequestException) and error.args and isinstance(error.args[0], BaseException):
+            error = error.args[0]
+        elif isinstance(error, MaxRetryError) and error.reason is not None:
+            error = error.reason
+        elif isinstance(error, ProxyError) and isinstance(error.original_error, BaseException):
+            error = error.original_error
+        else:
+            break
     return error
 
 
 def _network_reason(error: BaseException) -> str:
-    """``timeout``, ``tls`` or ``unreachable``, looking through urllib3's retry and proxy wrappers."""
+    """``timeout``, ``tls`` or ``unreachable``, looking through the retry and proxy wrappers."""
     cause = _failed_cause(error)
-    if isinstance(cause, (Urllib3SSLError, ssl.SSLError, ssl.CertificateError)):
+    if isinstance(cause, (Urllib3SSLError, ssl.SSLError, ssl.CertificateError, requests.exceptions.SSLError)):
         return "tls"
-    if _is_timeout(cause):
+    if _is_timeout(cause) or isinstance(cause, requests.Timeout):
         return "timeout"
     return "unreachable"
 
@@ -215,10 +265,11 @@ def exchange_bytes(request_head: int, request_body: int, response: urllib3.BaseH
                    response_body: int) -> int:
     """All bytes of one HTTP exchange, both ways: request head + body, response head + body.
 
-    Measured, not estimated: the request head is counted from the headers the client
-    hands urllib3 (every one it sends: http.client adds none, see :class:`BigClient`),
-    the response head from the status line and headers that came back. TCP/IP framing,
-    a proxy's CONNECT and the attempts urllib3 retried away are not counted.
+    Measured, not estimated: the request head is counted from the request line and the
+    headers of the :class:`requests.PreparedRequest` (every one sent: http.client adds
+    none, see :class:`BigClient`) plus those urllib3 adds for a forward proxy, the
+    response head from the status line and headers that came back. TCP/IP framing, a
+    proxy's CONNECT and the attempts urllib3 retried away are not counted.
     """
     return request_head + request_body + response_head_bytes(response) + response_body
 
@@ -226,11 +277,12 @@ def exchange_bytes(request_head: int, request_body: int, response: urllib3.BaseH
 def read_capped(response: urllib3.BaseHTTPResponse, limit: int, seconds: float) -> bytes:
     """The body of a streamed response, refusing more than ``limit`` bytes or ``seconds`` of reading.
 
-    The limit holds while reading (a 200 MB answer costs ``limit`` bytes of memory,
-    not 200 MB); a compressed body is refused, as the client asks for none. Each read
-    takes what one ``recv`` brings (at most :data:`READ_CHUNK_BYTES`) and waits at most
-    the socket's read timeout, so a trickling answer is cut within ``seconds`` plus one
-    read timeout.
+    ``response`` is the urllib3 response under requests' (``Response.raw``), read as it
+    comes off the socket. The limit holds while reading (a 200 MB answer costs ``limit``
+    bytes of memory, not 200 MB); a compressed body is refused, as the client asks for
+    none. Each read takes what one ``recv`` brings (at most :data:`READ_CHUNK_BYTES`) and
+    waits at most the socket's read timeout, so a trickling answer is cut within
+    ``seconds`` plus one read timeout.
     """
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -248,28 +300,28 @@ def read_capped(response: urllib3.BaseHTTPResponse, limit: int, seconds: float) 
             if time.monotonic() > deadline:
                 raise BigUnavailable(f"answer took over {seconds:g} s to arrive", "timeout")
             chunks.append(chunk)
-    except HTTPError as error:
+    except (HTTPError, OSError) as error:
         raise BigUnavailable(f"answer broke off: {error}", _network_reason(error)) from error
     return b"".join(chunks)  # one chunk (the usual answer) is returned as it is, not copied
 
 
 class BigClient:
-    """A keep-alive HTTP client of the Big service, on a urllib3 connection pool.
+    """A keep-alive HTTP client of the Big service, on one ``requests`` session.
 
     ``retries`` bounds the extra attempts on connection errors and 502/503/504
     (with a short exponential back-off; a ``Retry-After`` is not waited for, so a
     failing Big cannot park the Pi); ``timeout`` is per attempt and never retried.
     ``token`` is sent as ``Authorization: Bearer``; ``cafile`` is the CA bundle that
-    HTTPS answers must be signed by (default: the system's), and the certificate must
-    name the host. Redirects are not followed (:class:`BigRejected`). A forward proxy
-    named by the environment (``http_proxy``, ``https_proxy``, ``no_proxy``:
-    :mod:`kws.rest.proxy`) is read once, here, and used for every request.
+    HTTPS answers must be signed by (default: requests' bundle, ``certifi``), and the
+    certificate must name the host. Redirects are not followed (:class:`BigRejected`).
+    A forward proxy named by the environment (:func:`environment_proxy`) is read once,
+    here, and used for every request.
 
-    Every header of a request is given to urllib3 explicitly (``Host`` and
-    ``Content-Length`` included), so http.client adds none and the request head
-    counted in :attr:`Exchange.wire_bytes` is the one sent. Requests may come from
-    several threads at once: the pool is thread-safe, and the client keeps no
-    per-request state.
+    Requests are prepared without the session's defaults (no cookies, no ``.netrc``,
+    every header given here, ``Host`` included), so http.client adds no header and the
+    request head counted in :attr:`Exchange.wire_bytes` is the one sent. Requests may
+    come from several threads at once: the adapter's pool is thread-safe, and the client
+    keeps no per-request state.
     """
 
     def __init__(
@@ -321,38 +373,34 @@ class BigClient:
             raise_on_status=False,
             respect_retry_after_header=False,  # a Retry-After of hours must not park the Pi
         )
-        pool_options: dict[str, Any] = {
-            "num_pools": 1, "maxsize": POOL_CONNECTIONS, "block": False, "retries": retry,
-            "timeout": urllib3.Timeout(connect=timeout, read=timeout),
+        self._proxies = environment_proxy(self.service_url)
+        chosen = requests.utils.select_proxy(self.service_url, self._proxies)
+        self.proxy = None if chosen is None else _without_password(chosen)
+        """The forward proxy the environment names for the service (None: direct)."""
+        self._adapter = requests.adapters.HTTPAdapter(
+            pool_connections=1, pool_maxsize=POOL_CONNECTIONS, max_retries=retry, pool_block=False
+        )
+        self.session = requests.Session()
+        """The one session every request goes through (its adapter keeps the connections alive)."""
+        self.session.trust_env = False  # the environment was read above, once; no ~/.netrc either
+        self.session.mount("http://", self._adapter)
+        self.session.mount("https://", self._adapter)
+        self._send_options: dict[str, Any] = {
+            "stream": True, "timeout": (timeout, timeout), "allow_redirects": False, "proxies": self._proxies,
+            "verify": cafile if cafile is not None else True,
         }
-        if url.scheme == "https":
-            pool_options.update(cert_reqs="CERT_REQUIRED", ca_certs=cafile)
         default_port = {"http": 80, "https": 443}[url.scheme]
         host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
         host = host if url.port in (None, default_port) else f"{host}:{url.port}"
-        headers = {
+        self._headers = {
             "Host": host, "User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": "*/*",
             "Connection": "keep-alive", **(bearer_header(token) if token is not None else {}),
         }
-        proxy = environment_proxy(self.service_url)
-        self.proxy = None if proxy is None else proxy[0]
-        """The forward proxy the environment names for the service (None: direct)."""
-        base_path = url.path
-        if proxy is None:
-            self._manager: urllib3.PoolManager = urllib3.PoolManager(**pool_options)
-        else:
-            proxy_url, proxy_headers = proxy
-            self._manager = urllib3.ProxyManager(proxy_url, proxy_headers=proxy_headers, **pool_options)
-            if not connection_requires_http_tunnel(self._manager.proxy, self._manager.proxy_config, url.scheme):
-                # Forwarded, not tunnelled: the request line names the whole URL, the proxy headers go along.
-                base_path = f"{url.scheme}://{host}{url.path}"  # never a user:password of the URL
-                headers.update(proxy_headers)
-            log.info("Big service %s through the proxy %s", self.service_url, proxy_url)
-        self.pool = self._manager.connection_from_url(self.service_url)
-        """The urllib3 connection pool every request goes through (to the service, or to its proxy)."""
-        self._base_path = base_path
-        self._headers = headers
-        self._fixed_head_bytes = head_bytes("", headers.items()) - 4  # headers alone, without start and end lines
+        # Forwarded, not tunnelled (http:// through a proxy): urllib3 adds the proxy's headers to the request.
+        forwarded = chosen is not None and url.scheme == "http"
+        self._proxy_headers = self._adapter.proxy_headers(chosen) if forwarded and chosen is not None else {}
+        if chosen is not None:
+            log.info("Big service %s through the proxy %s", self.service_url, self.proxy)
 
     def __enter__(self) -> BigClient:
         return self
@@ -362,7 +410,7 @@ class BigClient:
 
     def close(self) -> None:
         """Close the kept-alive connections."""
-        self._manager.clear()
+        self.session.close()
 
     def expect_labels(self, labels: tuple[str, ...] | list[str]) -> None:
         """Refuse answers for other labels than these (the Pi's own), in any order."""
@@ -376,6 +424,16 @@ class BigClient:
         _, exchange = self._call(method, path, _unchecked, body, content_type, content_encoding)
         return exchange
 
+    def _prepare(self, method: str, url: str, body: bytes | None, content_type: str | None,
+                 content_encoding: str | None) -> requests.PreparedRequest:
+        """The request with exactly the headers to send (``Content-Length`` from requests, for a body)."""
+        headers = self._headers
+        if body is not None:
+            headers = {**headers, "Content-Type": content_type or "application/octet-stream"}
+            if content_encoding is not None:
+                headers["Content-Encoding"] = content_encoding
+        return requests.Request(method, url, headers=headers, data=body).prepare()
+
     def _exchange(self, method: str, path: str, body: bytes | None, content_type: str | None,
                   content_encoding: str | None = None) -> Exchange:
         """One call with retries: the answer, its body read under the size cap; a BigError otherwise."""
@@ -385,30 +443,24 @@ class BigClient:
                 f"{url} not asked: it failed repeatedly; next try in {self.breaker.seconds_left():.0f} s",
                 "circuit_open",
             )
-        target = self._base_path + path
-        framing = {} if body is None else {"Content-Type": content_type or "application/octet-stream",
-                                           "Content-Length": str(len(body))}
-        if content_encoding is not None and body is not None:
-            framing["Content-Encoding"] = content_encoding
-        headers = {**self._headers, **framing} if framing else self._headers
-        head = head_bytes(f"{method} {target} HTTP/1.1", framing.items()) + self._fixed_head_bytes
+        prepared = self._prepare(method, url, body, content_type, content_encoding)
+        target = self._adapter.request_url(prepared, self._proxies)
+        head = head_bytes(f"{method} {target} HTTP/1.1", [*prepared.headers.items(), *self._proxy_headers.items()])
         try:
-            response = self.pool.urlopen(
-                method, target, body=body, headers=headers, redirect=False, assert_same_host=False,
-                preload_content=False, decode_content=False, release_conn=False,
-            )
-        except (HTTPError, OSError) as error:
+            response = self.session.send(prepared, **self._send_options)
+        except (requests.RequestException, HTTPError, OSError) as error:
             reason = _network_reason(error)
             what = {"timeout": "did not answer in time", "tls": "failed TLS"}.get(reason, "unreachable")
             raise BigUnavailable(f"{url} {what}: {_failed_cause(error)}", reason) from error
+        raw = response.raw
         try:
-            received = read_capped(response, self.max_response_bytes, self.timeout)
+            received = read_capped(raw, self.max_response_bytes, self.timeout)
         except BigError as error:
             response.close()  # unread bytes may be left: the connection is not reused
             raise type(error)(f"{url}: {error}", error.reason) from error
         finally:
-            response.release_conn()
-        status = response.status
+            raw.release_conn()  # not response.close(), which would drop the kept-alive connection
+        status = response.status_code
         if status >= 500:
             raise BigUnavailable(f"{url} answered {status}: {_error_text(received)}", "server_error")
         if status in (401, 403):
@@ -419,7 +471,7 @@ class BigClient:
             location = response.headers.get("Location", "nowhere")
             raise BigRejected(f"{url} redirects ({status}) to {location[:200]}; the client follows no "
                               "redirects: give it the final URL", "rejected")
-        wire = exchange_bytes(head, 0 if body is None else len(body), response, len(received))
+        wire = exchange_bytes(head, 0 if body is None else len(body), raw, len(received))
         return Exchange(status, received, wire)
 
     def _call(self, method: str, path: str, check: Callable[[bytes], Any], body: bytes | None = None,

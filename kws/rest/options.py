@@ -15,9 +15,15 @@ from urllib.parse import urlsplit
 
 from kws.rest.auth import TokenFileError, read_token_file
 from kws.rest.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURES
-from kws.rest.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, PAYLOAD_CHOICES, BigClient
+from kws.rest.client import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    PAYLOAD_CHOICES,
+    BigClient,
+    UnusableProxy,
+    environment_proxy,
+)
 from kws.rest.compression import COMPRESS_CHOICES
-from kws.rest.proxy import ProxyConfigError, environment_proxy
 from kws.wire.audio_pack import AudioPackError, check_device_id
 
 log = logging.getLogger(__name__)
@@ -84,7 +90,7 @@ def check_big_client_arguments(parser: argparse.ArgumentParser, args: argparse.N
         parser.error("--cafile checks an https:// --service; this one is http://")
     try:
         environment_proxy(args.service)  # the client reads it again; here a bad one is a usage error
-    except ProxyConfigError as error:
+    except UnusableProxy as error:
         parser.error(f"--service {args.service}: {error}")
     args.token = None
     if args.token_file is not None:

@@ -24,6 +24,7 @@ from kws.rest.client import (
     BigError,
     BigRejected,
     BigUnavailable,
+    UnusableProxy,
 )
 from kws.rest.tls import server_context
 from kws.util.net import free_tcp_port
@@ -162,7 +163,7 @@ def test_auto_deflates_only_for_a_service_that_lists_it() -> None:
         with BigClient(new.url, payload="pcm") as big:
             coded = big.predict(samples)
         head, body = new.received.split(b"POST /predict", 1)[1].split(b"\r\n\r\n", 1)
-        assert head.endswith(b"\r\nContent-Encoding: deflate") and coded.content_encoding == "deflate"
+        assert b"\r\nContent-Encoding: deflate\r\n" in head + b"\r\n" and coded.content_encoding == "deflate"
         clip = audio_pack.audio_from_records(senml.loads(zlib.decompress(body)), 16_000)
         assert np.array_equal(clip.samples, samples), "the body is the clip's pack, deflated"
         assert coded.body_bytes == len(body) < coded.pack_bytes == len(zlib.decompress(body))  # bt varies: not plain's
@@ -391,6 +392,23 @@ def test_no_proxy_sends_the_service_direct(no_proxy_environment, recording_serve
     no_proxy_environment.setenv("no_proxy", "localhost,127.0.0.0/8")
     with BigClient(recording_server.url, **PLAIN_PCM, retries=0) as big:
         assert big.proxy is None and big.predict(np.zeros(100, dtype=np.int16)).label == "yes"
+
+
+def test_a_lower_case_proxy_without_a_scheme_wins_over_the_upper_case_one(no_proxy_environment,
+                                                                         recording_server) -> None:
+    """The environment's rules are requests' (and the standard library's): http_proxy before HTTP_PROXY, and
+    a proxy given as host:port is http://."""
+    no_proxy_environment.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_tcp_port()}")  # nobody listens there
+    no_proxy_environment.setenv("http_proxy", recording_server.url.removeprefix("http://"))
+    with BigClient("http://big.invalid/kws", **PLAIN_PCM, retries=0) as big:
+        assert big.proxy == recording_server.url and big.predict(np.zeros(100, dtype=np.int16)).label == "yes"
+    assert recording_server.received.startswith(b"POST http://big.invalid/kws/predict HTTP/1.1\r\n")
+
+
+def test_a_socks_proxy_is_refused_when_the_client_is_made(no_proxy_environment) -> None:
+    no_proxy_environment.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
+    with pytest.raises(UnusableProxy, match=r"\$ALL_PROXY names a proxy this client cannot use \(socks5://"):
+        BigClient("https://big.invalid:8443")
 
 
 class TunnelProxy:
