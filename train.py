@@ -151,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     needs_other = [n for n in names if RECIPES[n].non_keywords]
     if needs_other and not other_dir.is_dir():
         parser.error(f"--other-dir {other_dir} does not exist (recipes {', '.join(needs_other)} need it)")
-    from kws.training.pipeline import train_recipe  # TensorFlow loads here, after the arguments are checked
+    from kws.training.embedding_head import train_embedding_head  # TensorFlow loads here, after the arguments
+    from kws.training.pipeline import train_recipe  # are checked
 
     results = []
     for name in names:
@@ -160,9 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             recipe = dataclasses.replace(recipe, epochs=args.epochs, prune_epochs=min(recipe.prune_epochs, args.epochs))
         logging.getLogger("train").info("training %s: %s", name, recipe.description)
         available_other = other_dir if other_dir.is_dir() else None
+        trainer = train_embedding_head if recipe.front_end is not None else train_recipe
         results.append(
-            train_recipe(name, recipe, data_dirs, args.output_dir, args.seed, args.train_fraction, available_other,
-                         args.training_only_dir)
+            trainer(name, recipe, data_dirs, args.output_dir, args.seed, args.train_fraction, available_other,
+                    args.training_only_dir)
         )
     print(format_results(results))
     trained = {meta["name"] for meta in results}

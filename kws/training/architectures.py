@@ -125,6 +125,24 @@ def build_res_cnn(
     return keras.Model(inputs, _classifier_head(x, num_labels, dropout), name="res_cnn")
 
 
+def build_embedding_head(input_shape, num_labels: int, normalization, hidden: int = 0, dropout: float = 0.3):
+    """A head over the pretrained front end's embeddings, (windows, 96): each embedding dimension
+    standardised, pooled over the windows as mean and max (192 values), then ``hidden`` ReLU units
+    (0: none, a linear head, the issue's floor) and the softmax."""
+    inputs = keras.Input(shape=input_shape, name="embeddings")
+    x = _standardize(inputs, normalization)
+    x = layers.Concatenate(name="pooled")([
+        layers.GlobalAveragePooling1D(name="mean")(x), layers.GlobalMaxPooling1D(name="max")(x),
+    ])
+    if hidden:
+        x = layers.Dropout(dropout, name="dropout_in")(x)
+        x = layers.Dense(hidden, activation="relu", name="hidden")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(num_labels, name="logits")(x)
+    return keras.Model(inputs, layers.Softmax(name="probabilities")(x), name="embedding_head")
+
+
 def _standardize(x, normalization):
     """Per-bin standardisation with fixed training-set statistics, as a graph layer.
 
@@ -142,6 +160,7 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "ds_cnn": build_ds_cnn,
     "tc_resnet": build_tc_resnet,
     "res_cnn": build_res_cnn,
+    "embedding_head": build_embedding_head,
 }
 
 

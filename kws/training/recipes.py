@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kws.features import FeatureConfig
+from kws.frontend.spec import FrontEndSpec
 from kws.training.augment import AugmentConfig
 from kws.training.distillation import Distillation
 
@@ -50,7 +51,8 @@ class Recipe:
     """Everything that makes one shipped model."""
 
     architecture: str
-    features: FeatureConfig
+    features: FeatureConfig | None
+    """The features the model reads; None for a head on the pretrained front end (``front_end``)."""
     options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 40
     batch_size: int = 64
@@ -69,6 +71,11 @@ class Recipe:
     """Also learn ``_silence_`` and ``_unknown_`` (needs the ``speech_commands_other`` folder)."""
     distillation: Distillation | None = None
     """Also learn a trained model's probabilities (:mod:`kws.training.distillation`)."""
+    front_end: FrontEndSpec | None = None
+    """A head on this frozen pretrained front end (:mod:`kws.training.embedding_head`), not a network on features."""
+    variants: int = 0
+    """For a head on the front end: augmented copies of every training clip, each embedded once and cached;
+    every epoch draws one of them (or the clean clip) per clip."""
     description: str = ""
 
 
@@ -180,6 +187,24 @@ RECIPES["big_robust"] = dataclasses.replace(
     epochs=45,
     non_keywords=True,
     description="candidate service model (not shipped yet): big + silence, other words, rooms and microphones",
+)
+
+# Big on the pretrained speech embedding (issue 18): the frozen front end that openWakeWord stands on
+# (kws.frontend) and a small head over its 9 x 96 embeddings, trained on every shared folder with the
+# room-and-microphone changes, two augmented copies of each clip embedded once and cached.
+RECIPES["big_embedding"] = Recipe(
+    architecture="embedding_head",
+    features=None,
+    front_end=FrontEndSpec(),
+    options={"hidden": 256, "dropout": 0.3},
+    epochs=80,
+    batch_size=128,
+    learning_rate=2e-3,
+    patience=20,
+    augment=AugmentConfig(**_ROOM_AND_MICROPHONE),
+    variants=2,
+    non_keywords=True,
+    description="service model on the pretrained speech embedding: a head over its 9 x 96 embeddings",
 )
 
 

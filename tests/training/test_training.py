@@ -268,3 +268,55 @@ def test_a_ten_label_model_is_judged_on_what_it_must_refuse(
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "eight.json").read_text())
     assert "rejection" not in report and report["samples"] == len(list_clips(small_dataset))
+
+
+# --------------------------------------------------------------------------- #
+# A head on the pretrained front end (issue 18)
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture(scope="module")
+def embedding_head(small_dataset: Path, small_other: Path, tmp_path_factory: pytest.TempPathFactory):
+    """big_embedding, three epochs and one augmented variant, on the small folders, its cache in a fresh folder."""
+    pytest.importorskip("onnxruntime", reason="the front end runs under onnxruntime (requirements/server.txt)")
+    import os
+
+    from kws.frontend.embedding import FrontEnd
+    from kws.frontend.spec import FrontEndError
+    from kws.training.embedding_head import train_embedding_head
+
+    recipe = dataclasses.replace(RECIPES["big_embedding"], epochs=3, variants=1)
+    try:
+        FrontEnd.load(recipe.front_end)
+    except FrontEndError as error:
+        pytest.skip(f"no pretrained front end here: {error}")
+    output, cache = tmp_path_factory.mktemp("head"), tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("KWS_CACHE_DIR")
+    os.environ["KWS_CACHE_DIR"] = str(cache)
+    try:
+        metadata = train_embedding_head("big_embedding", recipe, [small_dataset], output, seed=3, other_dir=small_other)
+        cached = sorted((cache / "embeddings").glob("*.npy"))
+        again = train_embedding_head("again", recipe, [small_dataset], output, seed=3, other_dir=small_other)
+        assert sorted((cache / "embeddings").glob("*.npy")) == cached, "a second run embeds nothing new"
+    finally:
+        if previous is None:
+            os.environ.pop("KWS_CACHE_DIR", None)
+        else:
+            os.environ["KWS_CACHE_DIR"] = previous
+    return {"metadata": metadata, "again": again, "dir": output, "recipe": recipe}
+
+
+def test_a_head_on_the_front_end_says_what_it_reads(embedding_head, small_dataset: Path) -> None:
+    metadata = embedding_head["metadata"]
+    assert metadata["front_end"] == embedding_head["recipe"].front_end.to_dict()
+    assert metadata["feature_config"] is None and metadata["input_shape"] == [9, 96]
+    assert metadata["labels"] == list(DEFAULT_LABELS) + list(NON_KEYWORD_LABELS)
+    assert metadata["training"]["front_end_variants"]["augmented"] == 1
+    assert metadata["accuracy"] == embedding_head["again"]["accuracy"], "the same seed and cache, the same head"
+    model = load_model(embedding_head["dir"] / "big_embedding")
+    assert model.front_end is not None
+    clips = select_clips(small_dataset, "test", model.labels)
+    predictions = [int(np.argmax(model.predict_audio(read_clip(clip.path)))) for clip in clips]
+    measured = float(np.mean(np.array(predictions) == label_indices(clips, model.labels)))
+    recorded = metadata["accuracy"]["test_by_data_dir"][small_dataset.name]
+    assert measured == pytest.approx(recorded["accuracy"], abs=1 / len(clips) + 1e-9)

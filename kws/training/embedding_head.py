@@ -1,0 +1,197 @@
+"""A head on the pretrained speech embedding: the Big that has heard far more voices than our clips hold.
+
+The front end (:mod:`kws.frontend`, Google's speech embedding as openWakeWord uses it) is
+frozen; only a small head over its ``(9, 96)`` embeddings of a clip is trained, with the
+eight keywords, ``_silence_`` and ``_unknown_``. What makes it cheap enough for two cores:
+
+- every training clip is embedded once clean and ``recipe.variants`` times through the
+  room-and-microphone changes (:func:`kws.training.augment.augment_audio`), and those
+  embeddings are cached on disk (:mod:`kws.training.embedding_cache`): a second run, or
+  another head, starts from the cache;
+- every epoch draws, for each clip, one of its variants (or the clean one), so the head
+  sees a fresh mix of changes per epoch without a front-end call.
+
+Splits, training-only folders, class balance and the figures in the metadata are those of
+every other recipe (:mod:`kws.training.pipeline`). The head is exported as a float TFLite
+file; its metadata carries the front end's block (package, version, sha256 of the graphs)
+and no FeatureConfig, so every client knows what the head reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kws.audio import SAMPLE_RATE
+from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS
+from kws.data.splits import is_training_only
+from kws.frontend.embedding import FrontEnd
+from kws.model.metadata import build_metadata, write_metadata
+from kws.training.augment import augment_audio
+from kws.training.data import SILENCE_SOURCE, SplitData, class_weights, load_non_keywords, load_split
+from kws.training.embedding_cache import embed_cached, to_int16
+from kws.training.export import convert, tflite_predictions
+from kws.training.fitting import fit, keep_best_weights
+from kws.training.non_keywords import NoiseBank, noise_dir_of
+from kws.training.pipeline import split_accuracy
+from kws.training.recipes import Recipe
+
+log = logging.getLogger(__name__)
+
+
+def train_embedding_head(
+    name: str,
+    recipe: Recipe,
+    data_dirs: Sequence[Path],
+    output_dir: Path,
+    seed: int,
+    train_fraction: float = 1.0,
+    other_dir: Path | None = None,
+    training_only_dirs: Sequence[Path] = (),
+) -> dict[str, Any]:
+    """Train one head on the front end end to end and write its files; returns its metadata."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from kws.training.architectures import build_model
+
+    if recipe.front_end is None:
+        raise ValueError(f"recipe {name!r} has no front end: train it with kws.training.pipeline")
+    if other_dir is None:
+        raise ValueError(f"recipe {name!r} learns _silence_ and _unknown_: it needs the folder of other words")
+    started = time.time()
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    labels = list(DEFAULT_LABELS) + list(NON_KEYWORD_LABELS)
+    training_only = tuple(d for d in data_dirs if d in set(training_only_dirs) or is_training_only(d))
+    splits = {}
+    for split in ("train", "validation", "test"):
+        keywords = load_split(tuple(data_dirs), split, tuple(labels), training_only)
+        splits[split] = keywords.concatenate(load_non_keywords(other_dir, split, tuple(labels), len(keywords)))
+    splits["train"] = train_data = splits["train"].subset(train_fraction, seed)
+    noise = NoiseBank.load(noise_dir_of(other_dir), "train")
+    front_end = FrontEnd.load(recipe.front_end, threads=2)
+
+    variants = np.stack([
+        embed_cached(front_end, to_int16(audio), desc=f"embedding training variant {index}")
+        for index, audio in enumerate(training_variants(recipe, train_data, noise, seed))
+    ])  # (variants, clips, windows, 96)
+    embeddings = {split: embed_cached(front_end, to_int16(splits[split].audio), desc=f"embedding {split}")
+                  for split in ("validation", "test")}
+    clean = variants[0]
+    normalization = (clean.mean(axis=(0, 1)), clean.var(axis=(0, 1)))
+
+    weights = class_weights(train_data.labels, len(labels))
+    per_class = np.array([weights[index] for index in range(len(labels))], dtype=np.float32)
+    word_weights = np.ones(len(train_data), np.float32) if train_data.weights is None else train_data.weights
+    sample_weights = word_weights * per_class[train_data.labels]
+    sequence = variant_sequence(variants, train_data.labels, sample_weights, recipe.batch_size, seed)
+
+    model = build_model(recipe.architecture, recipe.front_end.embedding_shape, len(labels), normalization,
+                        **recipe.options)
+    log.info("%s: %d parameters", recipe.architecture, model.count_params())
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=recipe.patience, mode="max")
+    history = fit(model, recipe, sequence, embeddings["validation"], splits["validation"].labels, None,
+                  recipe.epochs, recipe.learning_rate, [stop, keep_best_weights()])
+
+    model_bytes = convert(model, recipe, clean[:: max(1, len(clean) // 500)])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    blobs = {"tflite": (f"{name}.tflite", model_bytes)}
+    (output_dir / f"{name}.tflite").write_bytes(model_bytes)
+    accuracy: dict[str, Any] = {"float_validation": round(float(max(history.history["val_accuracy"])), 4)}
+    for split in ("validation", "test"):
+        predictions = tflite_predictions(model_bytes, embeddings[split])
+        accuracy.update(split_accuracy(split, splits[split], predictions, labels, data_dirs))
+
+    metadata = build_metadata(
+        name=name,
+        description=recipe.description,
+        labels=labels,
+        feature_config=None,
+        input_standardization=None,
+        front_end=recipe.front_end,
+        architecture={"type": recipe.architecture, **recipe.options, "parameters": int(model.count_params())},
+        training={
+            "data_dirs": [Path(d).name for d in data_dirs],
+            "training_only_dirs": [Path(d).name for d in training_only],
+            "split": "speaker hash (kws.data.splits.partition_of), 80/10/10; training-only folders all in train",
+            "train_clips": len(train_data),
+            "train_fraction": train_fraction,
+            "other_dir": Path(other_dir).name,
+            "train_clips_per_label": {
+                label: int(count) for label, count in zip(labels, np.bincount(train_data.labels, minlength=len(labels)))
+            },
+            "class_weights": {label: round(weights[index], 4) for index, label in enumerate(labels)},
+            "label_balance": "inverse-frequency class weights (kws.training.data.class_weights)",
+            "validation_clips": len(splits["validation"]),
+            "test_clips": len(splits["test"]),
+            "front_end_variants": {"clean": 1, "augmented": recipe.variants,
+                                   "drawn": "one variant per clip per epoch"},
+            "epochs_max": recipe.epochs,
+            "epochs_run": len(history.history["val_accuracy"]),
+            "batch_size": recipe.batch_size,
+            "learning_rate": recipe.learning_rate,
+            "label_smoothing": recipe.label_smoothing,
+            "augmentation": recipe.augment.to_dict(),
+            "quantization": recipe.quantization,
+            "seed": seed,
+            "tensorflow": tf.__version__,
+            "python": platform.python_version(),
+            "seconds": round(time.time() - started, 1),
+        },
+        accuracy=accuracy,
+        blobs=blobs,
+    )
+    write_metadata(output_dir, metadata)
+    log.info("%s: validation %.4f, test %.4f", name, accuracy["validation"], accuracy["test"])
+    return metadata
+
+
+def training_variants(recipe: Recipe, data: SplitData, noise: NoiseBank, seed: int) -> Iterator[np.ndarray]:
+    """The clean training clips, then ``recipe.variants`` augmented copies (float32 in [-1, 1]), one at a
+    time (each is about 1 GB for the shared folders).
+
+    The silence clips are cut afresh from the training part of the noise recordings for
+    each variant (the clean variant's too: they are placeholders until here), as every
+    recipe's epochs cut them.
+    """
+    silent = data.sources == SILENCE_SOURCE
+    for index in range(recipe.variants + 1):
+        rng = np.random.default_rng([seed, index])
+        audio = data.audio.copy()
+        if silent.any():
+            audio[silent] = noise.silence(int(silent.sum()), rng)
+        yield augment_audio(audio, recipe.augment, SAMPLE_RATE, rng, noise) if index else audio
+
+
+def variant_sequence(variants: np.ndarray, labels: np.ndarray, weights: np.ndarray, batch_size: int, seed: int):
+    """A Keras Sequence over cached embeddings: each epoch, every clip as one of its variants, drawn afresh."""
+    import tf_keras as keras
+
+    class Variants(keras.utils.Sequence):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+            self.on_epoch_end()
+
+        def on_epoch_end(self) -> None:
+            rng = np.random.default_rng([seed, 1_000 + self.epoch])
+            self.epoch += 1
+            self.order = rng.permutation(len(labels))
+            self.choice = rng.integers(0, len(variants), size=len(labels))
+
+        def __len__(self) -> int:
+            return -(-len(labels) // batch_size)
+
+        def __getitem__(self, index: int):
+            rows = self.order[index * batch_size : (index + 1) * batch_size]
+            return variants[self.choice[rows], rows], labels[rows], weights[rows]
+
+    return Variants()
+
