@@ -49,7 +49,8 @@ def test_the_pi_path_imports_no_onnxruntime_onnx_or_tensorflow(tmp_path: Path) -
     clip = (np.sin(np.arange(16000) / 5.0) * 8000).astype(np.int16)
     report, frames = run_pi_path(sys.executable, clip, tmp_path)
     assert report["shape"] == [147, 32] and report["heavy"] == []
-    np.testing.assert_array_equal(frames, clip_log_mel(clip, SPEC))
+    # Not to the bit: BLAS may sum the filterbank product in another order in another process (1 ulp).
+    assert float(np.abs(frames - clip_log_mel(clip, SPEC)).max()) <= PARITY_TOLERANCE_DB
 
 
 def test_a_pi_with_numpy_1_computes_the_same_frames(data_dir: Path, tmp_path: Path) -> None:
