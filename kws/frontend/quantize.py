@@ -9,7 +9,8 @@ So the codes cover exactly that span, fixed, and the clip's ``top`` travels besi
 ``top`` maps to code 127 and ``top - 80`` to -128; nothing is ever clipped, and rounding adds at
 most ``STEP / 2`` = 0.157 dB (0.0157 after the embedding model's ``x / 10 + 2``).
 ``tests/frontend/test_quantize.py`` holds both, and that pooled embeddings of the dequantized
-frames stay close to those of the float frames.
+frames stay close to those of the float frames (over all 2 755 shared keyword clips, a cosine of at
+least 0.99982 between the two 192-value vectors).
 
 Why not the features pack's int8 (``value = (q - zero_point) * scale`` with an integer
 ``zero_point`` in -128..127, the TFLite convention)? That needs zero inside the clip's range, and

@@ -51,7 +51,8 @@ def test_batching_clips_changes_no_embedding(data_dir: Path) -> None:
     together = front_end.embed_clips(clips)
     assert together.shape == (4, 9, EMBEDDING_SIZE)
     for clip, embeddings in zip(clips, together):
-        np.testing.assert_array_equal(embeddings, front_end.embed_audio(clip))
+        alone = front_end.embed_audio(clip)  # equal to the bit here; float rounding is all another build may add
+        np.testing.assert_allclose(embeddings, alone, rtol=0, atol=1e-5 * float(np.abs(alone).max()))
     assert front_end.embed_mels([]).shape == (0, 9, EMBEDDING_SIZE)
 
 

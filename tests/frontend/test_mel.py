@@ -91,3 +91,15 @@ def test_the_input_is_one_int16_clip() -> None:
     signal = padded_signal(long, SPEC)
     assert signal.size == 24000 and signal[:4000].sum() == 0 and signal[20000:].sum() == 0
     assert signal[4000] == np.float32(1 / 32768)
+
+
+def test_numpy_equals_the_graph_on_unpadded_signals(data_dir: Path) -> None:
+    """The geometry is the spec's choice, not the mel's: any length gives the graph's frames."""
+    front_end = loaded_front_end()
+    clip = real_clips(data_dir)[2].astype(np.float32) / 32768
+    for length in (16000, 513, 20001):
+        signal = np.resize(clip, length)
+        graph = front_end._mel.run(None, {"input": signal[np.newaxis]})[0][0, 0]
+        ours = log_mel(signal)
+        assert ours.shape == graph.shape == (1 + (length - 512) // 160, 32)
+        assert float(np.abs(ours - graph).max()) <= PARITY_TOLERANCE_DB

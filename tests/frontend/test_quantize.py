@@ -14,8 +14,9 @@ from kws.frontend.quantize import MAX_ERROR_DB, STEP, TOP_CODE, QuantizedMel, de
 
 #: float32 rounding of the dequantized values (up to ~100 dB in magnitude) on top of STEP / 2.
 ROUNDING_DB = 1e-5
-#: Pooled embeddings (192 values) of int8 frames against float frames. Measured on 276 shared clips:
-#: cosine at least 0.99993, largest difference 1.0 % of the clip's largest pooled value.
+#: Pooled embeddings (192 values) of int8 frames against float frames. Measured on all 2 755 shared
+#: keyword clips: cosine at least 0.99982 (median 0.99998); the largest difference at most 2.6 %
+#: (median 0.7 %) of the clip's largest pooled value.
 MIN_COSINE = 0.9995
 MAX_RELATIVE_DIFFERENCE = 0.03
 
