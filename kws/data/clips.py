@@ -22,6 +22,7 @@ from tqdm import tqdm
 from kws.audio import CLIP_SAMPLES, CLIP_SUFFIXES, clip_files, is_clip_file, read_clip
 from kws.data import DatasetError
 from kws.data.splits import SPLIT_NAMES, is_training_only, partition_of, read_split_file
+from kws.util.logs import progress_wanted
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,8 @@ def sample_clips(clips: Sequence[Clip], per_label: int) -> list[Clip]:
 def load_audio(clips: Sequence[Clip], progress: bool = True) -> np.ndarray:
     """All clips as one int16 array of shape (clips, 16 000)."""
     audio = np.empty((len(clips), CLIP_SAMPLES), dtype=np.int16)
-    for index, clip in enumerate(tqdm(clips, desc="reading clips", unit="clip", disable=not progress)):
+    bar = tqdm(clips, desc="reading clips", unit="clip", disable=not progress_wanted(progress))
+    for index, clip in enumerate(bar):
         audio[index] = read_clip(clip.path)
     return audio
 

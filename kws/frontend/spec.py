@@ -29,6 +29,9 @@ This module needs the standard library alone: the Pi, the service and training a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -149,6 +152,29 @@ class FrontEndSpec:
     def mel_shape(self) -> tuple[int, int]:
         """One clip's log-mel frames, as the Pi sends them: (147, 32)."""
         return (self.mel_frames, NUM_MEL_BINS)
+
+    @property
+    def clip_rows(self) -> tuple[int, int]:
+        """The mel frames ``[first, end)`` that overlap the clip: 22 to 125 of 147 for 1 s in 1.5 s.
+
+        The others hear only the padding's zeros, so their every value is :meth:`padding_value`:
+        the Pi need not send them (:mod:`kws.wire.mel_pack`), a third of the bytes.
+        """
+        first = max(0, (self.pad_before - FFT_LENGTH) // HOP_LENGTH + 1)
+        end = min(self.mel_frames, math.ceil((self.pad_before + self.clip_samples) / HOP_LENGTH))
+        return first, end
+
+    @staticmethod
+    def padding_value(top: float) -> float:
+        """What a frame of zeros comes out as, in dB, in a clip whose maximum is ``top``: the power floor,
+        or the 80 dB clamp below ``top`` where that is higher."""
+        return max(10.0 * math.log10(POWER_FLOOR), top - TOP_DB)
+
+    @property
+    def fingerprint(self) -> str:
+        """16 hex digits naming this exact spec (every field), for a wire pack to say which front end it is for."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

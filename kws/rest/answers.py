@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from kws.data.clips import is_keyword
+
 #: Why an answer was not used: not JSON at all; JSON of another shape; labels other than the
 #: Pi's (or a label outside them); scores that are no probability vector over those labels.
 ANSWER_REASONS = ("not_json", "bad_answer", "bad_labels", "bad_scores")
@@ -59,6 +61,10 @@ def _field(document: dict[str, Any], name: str, kind: type | tuple[type, ...], w
     return value
 
 
+def _keywords(labels: Sequence[str]) -> set[str]:
+    return {label for label in labels if is_keyword(label)}
+
+
 def _labels(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(label, str) for label in value):
         raise AnswerError(f"{where} 'labels' must be a non-empty list of strings", "bad_answer")
@@ -88,13 +94,18 @@ def _scores(value: Any, count: int) -> np.ndarray:
 
 
 def parse_prediction(body: bytes, expected_labels: Sequence[str] | None = None) -> CheckedPrediction:
-    """A /predict answer, checked; ``expected_labels`` (the Pi's, any order) when known."""
+    """A /predict answer, checked; ``expected_labels`` (the Pi's, any order) when known.
+
+    Big must know exactly the Pi's keywords; either may also know non-keyword labels
+    (``_silence_``, ``_unknown_``) the other does not, since those only ever refuse.
+    """
     answer = _json(body)
     if not isinstance(answer, dict):
         raise AnswerError(f"answer must be a JSON object, got {type(answer).__name__}", "bad_answer")
     labels = _labels(answer.get("labels"), "answer's")
-    if expected_labels is not None and set(labels) != set(expected_labels):
-        raise AnswerError(f"answer is for labels {list(labels)}, not {list(expected_labels)}", "bad_labels")
+    if expected_labels is not None and _keywords(labels) != _keywords(expected_labels):
+        theirs, ours = sorted(_keywords(labels)), sorted(_keywords(expected_labels))
+        raise AnswerError(f"answer is for keywords {theirs}, not {ours}", "bad_labels")
     label = _field(answer, "label", str, "a string")
     if label not in labels:
         raise AnswerError(f"answer's label {label[:40]!r} is not one of its labels", "bad_labels")

@@ -77,15 +77,19 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.util.retry import Retry
 
 from kws.features import FeatureConfig, compute_features
+from kws.frontend.mel import clip_log_mel
+from kws.frontend.spec import SAMPLE_RATE as FRONT_END_RATE
+from kws.frontend.spec import FrontEndSpec
 from kws.rest import answers, compression
 from kws.rest.auth import bearer_header
 from kws.rest.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURES, CircuitBreaker
-from kws.wire import audio_pack, features_pack, senml
+from kws.wire import audio_pack, features_pack, mel_pack, senml
 
 log = logging.getLogger(__name__)
 
-#: What a client can send; "auto" picks the cheaper one the service takes.
-PAYLOADS = ("pcm", "features")
+#: What a client can send: the clip, Big's own features of it, or the pretrained front end's mel frames of it
+#: (for a Big on the front end); "auto" picks the cheapest the service takes.
+PAYLOADS = ("pcm", "features", "mel")
 PAYLOAD_CHOICES = ("auto", *PAYLOADS)
 #: How features travel to Big: int8 is a quarter of float32 and leaves Big's answers as they were.
 FEATURES_ENCODING = "int8"
@@ -110,6 +114,8 @@ PROXY_SCHEMES = ("http", "https")
 #: Frames x FFT points per clip a Big's FeatureConfig may ask the Pi to compute (the shipped
 #: models ask 49 x 1024; a hostile /model must not make the Pi allocate without bound).
 MAX_FEATURE_WORK = 1 << 20
+#: The longest padded signal a Big's front end may ask the Pi to make mel frames of (the shipped one: 1.5 s).
+MAX_FRONT_END_SAMPLES = 5 * audio_pack.EXPECTED_SAMPLE_RATE
 #: Why Big's answer was not used, as the cascade report counts them.
 FAILURE_REASONS = (
     "unreachable", "timeout", "server_error", "tls", "circuit_open",  # BigUnavailable
@@ -353,6 +359,7 @@ class BigClient:
         #: How predict() codes its bodies: "deflate" or "identity"; settled by negotiate() (plain until then).
         self.content_encoding = "deflate" if compress == "deflate" else "identity"
         self._features_config: FeatureConfig | None = None
+        self._front_end: FrontEndSpec | None = None
         self._negotiated = False
         self._clip_numbers = itertools.count(1)  # next() is atomic: threads sharing a client get distinct ids
         self.timeout = timeout
@@ -537,9 +544,17 @@ class BigClient:
         elif self.compress_choice == "deflate" and "deflate" not in encodings:
             raise BigRejected(f"{self.service_url} decodes request codings {encodings}, not 'deflate'", "rejected")
         if self.payload_choice == "auto":
-            self.payload = "features" if "features" in offered else "pcm"
+            self.payload = next((kind for kind in ("mel", "features") if kind in offered), "pcm")
         elif self.payload_choice not in offered:
             raise BigRejected(f"{self.service_url} takes payloads {offered}, not {self.payload_choice!r}", "rejected")
+        if self.payload == "mel":
+            try:
+                self._front_end = _usable_front_end(info.get("front_end"))
+            except BigBadAnswer as error:
+                if self.payload_choice != "auto":
+                    raise BigBadAnswer(f"{self.service_url}/model: {error}", error.reason) from error
+                log.warning("Big service %s: %s; sending the clips as PCM", self.service_url, error)
+                self.payload = "pcm"
         if self.payload == "features":
             try:
                 self._features_config = _usable_feature_config(info.get("feature_config"))
@@ -555,10 +570,18 @@ class BigClient:
 
     def encode(self, samples: np.ndarray, sample_rate: int = audio_pack.EXPECTED_SAMPLE_RATE) -> bytes:
         """The SenML pack for one clip in the negotiated payload, made as bytes (before any compression)."""
-        if self.payload == "features" and self._features_config is not None:
+        computed_here = (self.payload == "features" and self._features_config is not None) or (
+            self.payload == "mel" and self._front_end is not None)
+        if computed_here:
             longest = int(audio_pack.MAX_CLIP_SECONDS * sample_rate)
             if not 0 < len(samples) <= longest:  # what the service refuses in an audio pack, refused here
                 raise BigRejected(f"a clip of {len(samples)} samples; Big takes 1 to {longest} at {sample_rate} Hz")
+        if self.payload == "mel" and self._front_end is not None:
+            if sample_rate != FRONT_END_RATE:
+                raise BigRejected(f"Big's front end hears {FRONT_END_RATE} Hz clips, not {sample_rate} Hz", "rejected")
+            frames = clip_log_mel(np.asarray(samples, dtype=np.int16), self._front_end)
+            return mel_pack.mel_pack_body(f"{self.device}-{next(self._clip_numbers)}", frames, self._front_end)
+        if computed_here:
             features = compute_features(samples, self._features_config, sample_rate)
             return features_pack.features_pack_body(
                 f"{self.device}-{next(self._clip_numbers)}", features, self._features_config, encoding=FEATURES_ENCODING
@@ -609,6 +632,18 @@ def _usable_feature_config(document: Any) -> FeatureConfig:
         raise BigBadAnswer(f"feature_config asks for {config.num_frames} frames of a {config.fft_size}-point FFT "
                            "per clip, more than the Pi computes", "bad_answer")
     return config
+
+
+def _usable_front_end(document: Any) -> FrontEndSpec:
+    """The front end a /model names, if it is one the Pi can afford to compute the mel of; BigBadAnswer if not."""
+    try:
+        spec = FrontEndSpec.from_dict(document)
+    except (TypeError, ValueError, AttributeError) as error:
+        raise BigBadAnswer(f"no usable front_end ({error})", "bad_answer") from error
+    if spec.padded_samples > MAX_FRONT_END_SAMPLES:  # Big's word decides what the Pi computes: bound it
+        raise BigBadAnswer(f"front_end asks for the mel of {spec.padded_samples} samples per clip, more than the "
+                           "Pi computes", "bad_answer")
+    return spec
 
 
 def _unchecked(body: bytes) -> None:

@@ -67,7 +67,7 @@ from kws.rest import compression
 from kws.rest.auth import require_bearer_token
 from kws.rest.metrics import PROMETHEUS_CONTENT_TYPE, HttpMetrics, metrics_middleware
 from kws.rest.server import ServerHandle, ServerLimits, serve
-from kws.wire import audio_pack, features_pack, senml
+from kws.wire import audio_pack, features_pack, mel_pack, senml
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,13 @@ PATHS = ("/predict", "/health", "/model", "/metrics")
 #: What a bearer token guards when the service has one: the answers. /health, /model and
 #: /metrics stay open to load balancers and monitoring; none of them can steer an answer.
 PROTECTED_PATHS = ("/predict",)
-#: What /predict accepts, as /health lists it: a clip (SenML audio pack) or its features (features pack).
-PAYLOADS = ("pcm", "features")
+#: Every payload /predict can take: a clip (SenML audio pack), its features (features pack), or the pretrained
+#: front end's mel frames (mel pack); /health lists the ones the loaded model reads (BigService.payloads).
+PAYLOADS = ("pcm", "features", "mel")
+
+
+class WrongPayload(ValueError):
+    """A valid pack of a kind this model does not read (features for a head on the front end, or the reverse)."""
 
 
 class ModelNotLoaded(RuntimeError):
@@ -140,6 +145,18 @@ class BigService:
         scores = model.predict_audio(clip.samples, clip.sample_rate)
         return self._answer(model, scores, started)
 
+    def predict_mel(self, message: mel_pack.MelMessage) -> dict[str, Any]:
+        """The answer to the pretrained front end's log-mel frames of a clip, computed by the client."""
+        model = self._thread_model()
+        started = time.perf_counter()
+        scores = model.predict_features(model.front_end.embed_mel(message.frames))
+        return self._answer(model, scores, started)
+
+    @property
+    def payloads(self) -> tuple[str, ...]:
+        """What /predict takes for this model: a clip, and either its features or the front end's mel frames."""
+        return ("pcm", "mel") if self.model.metadata.front_end is not None else ("pcm", "features")
+
     def predict_features(self, message: features_pack.FeaturesMessage) -> dict[str, Any]:
         """The answer to features the client computed with this model's FeatureConfig.
 
@@ -195,6 +212,12 @@ def _http_errors() -> Iterator[None]:
         raise cherrypy.HTTPError(422, f"not a usable features pack: {error}") from error
     except NonFiniteScores as error:
         raise cherrypy.HTTPError(422, f"no answer for this input: {error}") from error
+    except mel_pack.FrontEndMismatch as error:
+        raise cherrypy.HTTPError(422, f"mel frames made for another front end: {error}") from error
+    except mel_pack.MelPackError as error:
+        raise cherrypy.HTTPError(422, f"not a usable mel pack: {error}") from error
+    except WrongPayload as error:
+        raise cherrypy.HTTPError(422, str(error)) from error
     except ModelNotLoaded as error:
         raise cherrypy.HTTPError(503, str(error)) from error
 
@@ -212,7 +235,16 @@ class Endpoints:
         body = self._read_senml_body()
         with _http_errors():
             records = senml.loads(body)
+            front_end = self.service.model.metadata.front_end
+            if mel_pack.is_mel_pack(records):
+                if front_end is None:
+                    raise WrongPayload("this model reads its own features, not the pretrained front end's mel "
+                                       "frames: send a features pack or the clip")
+                return _respond_json(self.service.predict_mel(mel_pack.mel_from_records(records, front_end)))
             if features_pack.is_features_pack(records):
+                if front_end is not None:
+                    raise WrongPayload("this model stands on the pretrained front end: send its mel frames (a mel "
+                                       "pack) or the clip, not features")
                 message = features_pack.features_from_records(records)
                 return _respond_json(self.service.predict_features(message))
             clip = audio_pack.audio_from_records(records, self.service.expected_rate)
@@ -247,9 +279,12 @@ class Endpoints:
         if not self.service.ready:
             cherrypy.serving.response.status = 503
             return _respond_json({"status": "loading", "model": str(self.service.model_path)})
+        front_end = self.service.model.metadata.front_end
         return _respond_json({
-            "status": "ready", "model": self.service.model.name, "payloads": list(PAYLOADS),
+            "status": "ready", "model": self.service.model.name, "payloads": list(self.service.payloads),
             "content_encodings": list(compression.REQUEST_ENCODINGS),
+            **({"front_end": {"package": front_end.package, "version": front_end.version,
+                              "fingerprint": front_end.fingerprint}} if front_end is not None else {}),
         })
 
     @cherrypy.expose

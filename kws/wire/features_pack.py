@@ -214,10 +214,10 @@ def features_from_records(records: list[dict[str, Any]]) -> FeaturesMessage:
     base = features_names[0][: -len(FEATURES_RECORD)]
     clip_id = check_clip_id(base[len(CLIP_BASE_NAME_PREFIX):-1], "clip id in the pack's base name")
     features_record = by_name[base + FEATURES_RECORD]
-    shape = _shape_of(_string_value(by_name, base + SHAPE_RECORD))
+    shape = shape_of(_string_value(by_name, base + SHAPE_RECORD))
     config = config_from_json(_string_value(by_name, base + CONFIG_RECORD), f"record {base + CONFIG_RECORD!r}")
     if shape != config.shape:
-        raise FeaturesPackError(f"shape {_shape_text(shape)} does not match its config's {_shape_text(config.shape)}")
+        raise FeaturesPackError(f"shape {shape_text(shape)} does not match its config's {shape_text(config.shape)}")
     if "vd" not in features_record:
         raise FeaturesPackError(f"record {base + FEATURES_RECORD!r} must carry the features as a data value 'vd'")
     try:
@@ -231,7 +231,7 @@ def features_from_records(records: list[dict[str, Any]]) -> FeaturesMessage:
     expected_bytes = math.prod(shape) * dtype.itemsize
     if len(data) != expected_bytes:
         raise FeaturesPackError(
-            f"features hold {len(data)} bytes; shape {_shape_text(shape)} of {encoding} needs {expected_bytes}"
+            f"features hold {len(data)} bytes; shape {shape_text(shape)} of {encoding} needs {expected_bytes}"
         )
     raw = np.frombuffer(data, dtype=dtype).reshape(shape)
     if encoding == "int8":
@@ -277,12 +277,12 @@ def _number_value(by_name: dict[str, dict[str, Any]], name: str) -> float:
     return float(_value(by_name, name, "v", "number"))
 
 
-def _shape_of(text: str) -> tuple[int, int]:
+def shape_of(text: str) -> tuple[int, int]:
     match = _SHAPE.fullmatch(text)
     if not match:
         raise FeaturesPackError(f"shape {text!r} is not '<frames>x<features>' (e.g. '98x40')")
     return int(match.group(1)), int(match.group(2))
 
 
-def _shape_text(shape: Sequence[int]) -> str:
+def shape_text(shape: Sequence[int]) -> str:
     return "x".join(str(size) for size in shape)
