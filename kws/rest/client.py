@@ -547,17 +547,12 @@ class BigClient:
             self.payload = next((kind for kind in ("mel", "features") if kind in offered), "pcm")
         elif self.payload_choice not in offered:
             raise BigRejected(f"{self.service_url} takes payloads {offered}, not {self.payload_choice!r}", "rejected")
-        if self.payload == "mel":
+        if self.payload != "pcm":  # what the Pi computes for Big, from Big's own word: checked first
             try:
-                self._front_end = _usable_front_end(info.get("front_end"))
-            except BigBadAnswer as error:
-                if self.payload_choice != "auto":
-                    raise BigBadAnswer(f"{self.service_url}/model: {error}", error.reason) from error
-                log.warning("Big service %s: %s; sending the clips as PCM", self.service_url, error)
-                self.payload = "pcm"
-        if self.payload == "features":
-            try:
-                self._features_config = _usable_feature_config(info.get("feature_config"))
+                if self.payload == "mel":
+                    self._front_end = _usable_front_end(info.get("front_end"))
+                else:
+                    self._features_config = _usable_feature_config(info.get("feature_config"))
             except BigBadAnswer as error:
                 if self.payload_choice != "auto":
                     raise BigBadAnswer(f"{self.service_url}/model: {error}", error.reason) from error

@@ -203,16 +203,22 @@ def decode_features_pack(payload: bytes | str) -> FeaturesMessage:
     return features_from_records(records)
 
 
-def features_from_records(records: list[dict[str, Any]]) -> FeaturesMessage:
-    """The features pack in resolved SenML records (for a receiver that parsed the SenML already)."""
-    by_name = {record["n"]: record for record in records}
+def clip_records(records: list[dict[str, Any]], record: str) -> tuple[dict[str, dict[str, Any]], str, str]:
+    """A clip's pack by record name, its base name and its clip id: the one ``urn:kws:clip:<id>:<record>``
+    record names the clip. Shared by the features and mel packs; a FeaturesPackError says what is wrong."""
+    by_name = {entry["n"]: entry for entry in records}
     if len(by_name) != len(records):
         raise FeaturesPackError("pack repeats a record name")
-    features_names = [name for name in by_name if name.endswith(f":{FEATURES_RECORD}")]
-    if len(features_names) != 1 or not features_names[0].startswith(CLIP_BASE_NAME_PREFIX):
-        raise FeaturesPackError(f"pack needs exactly one '{CLIP_BASE_NAME_PREFIX}<clip id>:{FEATURES_RECORD}' record")
-    base = features_names[0][: -len(FEATURES_RECORD)]
-    clip_id = check_clip_id(base[len(CLIP_BASE_NAME_PREFIX):-1], "clip id in the pack's base name")
+    names = [name for name in by_name if name.endswith(f":{record}")]
+    if len(names) != 1 or not names[0].startswith(CLIP_BASE_NAME_PREFIX):
+        raise FeaturesPackError(f"pack needs exactly one '{CLIP_BASE_NAME_PREFIX}<clip id>:{record}' record")
+    base = names[0][: -len(record)]
+    return by_name, base, check_clip_id(base[len(CLIP_BASE_NAME_PREFIX):-1], "clip id in the pack's base name")
+
+
+def features_from_records(records: list[dict[str, Any]]) -> FeaturesMessage:
+    """The features pack in resolved SenML records (for a receiver that parsed the SenML already)."""
+    by_name, base, clip_id = clip_records(records, FEATURES_RECORD)
     features_record = by_name[base + FEATURES_RECORD]
     shape = shape_of(_string_value(by_name, base + SHAPE_RECORD))
     config = config_from_json(_string_value(by_name, base + CONFIG_RECORD), f"record {base + CONFIG_RECORD!r}")

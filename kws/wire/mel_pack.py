@@ -32,7 +32,14 @@ import numpy as np
 from kws.frontend.quantize import QuantizedMel, dequantize_mel, quantize_mel
 from kws.frontend.spec import FrontEndSpec
 from kws.wire import senml
-from kws.wire.features_pack import CLIP_BASE_NAME_PREFIX, FeaturesPackError, check_clip_id, shape_of, shape_text
+from kws.wire.features_pack import (
+    CLIP_BASE_NAME_PREFIX,
+    FeaturesPackError,
+    check_clip_id,
+    clip_records,
+    shape_of,
+    shape_text,
+)
 
 MEL_RECORD = "mel"
 SHAPE_RECORD = "shape"
@@ -89,15 +96,8 @@ def is_mel_pack(records: list[dict[str, Any]]) -> bool:
 
 def mel_from_records(records: list[dict[str, Any]], spec: FrontEndSpec) -> MelMessage:
     """The mel pack in resolved SenML records, checked against the receiver's front end ``spec``."""
-    by_name = {record["n"]: record for record in records}
-    if len(by_name) != len(records):
-        raise MelPackError("pack repeats a record name")
-    names = [name for name in by_name if name.endswith(f":{MEL_RECORD}")]
-    if len(names) != 1 or not names[0].startswith(CLIP_BASE_NAME_PREFIX):
-        raise MelPackError(f"pack needs exactly one '{CLIP_BASE_NAME_PREFIX}<clip id>:{MEL_RECORD}' record")
-    base = names[0][: -len(MEL_RECORD)]
     try:
-        clip_id = check_clip_id(base[len(CLIP_BASE_NAME_PREFIX):-1], "clip id in the pack's base name")
+        by_name, base, clip_id = clip_records(records, MEL_RECORD)
         shape = shape_of(_field(by_name, base + SHAPE_RECORD, "vs", str))
     except FeaturesPackError as error:
         raise MelPackError(str(error)) from error
