@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import LOG_FORMAT
-from kws.cascade.calibrate import model_answerer, predict_both
+from kws.cascade.calibrate import big_input, model_answerer, predict_both
 from kws.cascade.rule import DEFAULT_ALPHA, PairedPredictions
 from kws.data.clips import DatasetError, select_clips
 from kws.model.runtime import load_model
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clips = [clip for d in args.data_dir for clip in select_clips(d, args.split, little.labels)]
         if not clips:
             raise SystemExit(f"error: --data-dir: no {args.split} clips in {', '.join(map(str, args.data_dir))}")
-        paired = predict_both(clips, little, model_answerer(big), big.feature_config, desc=str(stem))
+        paired = predict_both(clips, little, model_answerer(big), big_input(big.metadata.raw), desc=str(stem))
         results[str(stem)] = budget_figures(paired.predictions)
     rows = [
         [stem, r["little_accuracy"], r["big_accuracy"], *r["best_accuracy_within_big_fraction"].values(),

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -34,11 +34,13 @@ from kws.audio import read_clip
 from kws.cascade import rule
 from kws.data.clips import Clip, DatasetError, select_clips
 from kws.features import FeatureConfig, compute_features
+from kws.frontend.mel import clip_log_mel
+from kws.frontend.spec import FrontEndSpec
 from kws.model.metadata import metadata_path, write_section
 from kws.model.runtime import KeywordModel, load_model
 from kws.rest import compression
 from kws.rest.client import FEATURES_ENCODING, BigClient
-from kws.wire import audio_pack, features_pack
+from kws.wire import audio_pack, features_pack, mel_pack
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +57,40 @@ def little_probabilities(model: KeywordModel, samples: np.ndarray) -> np.ndarray
     return rule.softmax(scores) if model.metadata.raw.get("output") == "logits" else scores
 
 
-#: Each way a clip can travel to Big, as the reports count its bytes: each payload as a plain
-#: SenML pack and deflated (:mod:`kws.rest.compression`, what a client sends a service that takes it).
-BODY_KINDS = ("pcm", "features", "pcm_deflate", "features_deflate")
+#: What Big reads besides the clip, as its metadata says: its own features (a FeatureConfig), or the
+#: pretrained front end's mel frames (a FrontEndSpec), which the Pi computes and sends instead of the clip.
+BigInput = Union[FeatureConfig, FrontEndSpec]
 
 
-def payload_bytes(samples: np.ndarray, big_config: FeatureConfig) -> dict[str, int]:
-    """What one clip costs to send to Big, per :data:`BODY_KINDS`: the audio pack and the int8
-    features pack, each plain and deflated."""
-    packs = {
-        "pcm": audio_pack.audio_pack_body(samples, device="calibration"),
-        "features": features_pack.features_pack_body(
-            "calibration-1", compute_features(samples, big_config), big_config, encoding=FEATURES_ENCODING
-        ),
-    }
+def big_input(big_metadata: dict[str, Any]) -> BigInput:
+    """What a Big's metadata (``models/<name>.json``, or its service's ``GET /model``) says the Pi may compute."""
+    if big_metadata.get("front_end") is not None:
+        return FrontEndSpec.from_dict(big_metadata["front_end"])
+    return FeatureConfig.from_dict(big_metadata["feature_config"])
+
+
+def computed_payload(big: BigInput) -> str:
+    """The payload the Pi computes for this Big: ``mel`` for a head on the front end, else ``features``."""
+    return "mel" if isinstance(big, FrontEndSpec) else "features"
+
+
+def body_kinds(big: BigInput) -> tuple[str, ...]:
+    """Each way a clip can travel to this Big, as the reports count its bytes: the clip and what the Pi
+    computes for Big, each as a plain SenML pack and deflated (:mod:`kws.rest.compression`)."""
+    computed = computed_payload(big)
+    return ("pcm", computed, "pcm_deflate", f"{computed}_deflate")
+
+
+def payload_bytes(samples: np.ndarray, big: BigInput) -> dict[str, int]:
+    """What one clip costs to send to Big, per :func:`body_kinds`: the audio pack and the int8
+    features or mel pack, each plain and deflated."""
+    if isinstance(big, FrontEndSpec):
+        computed = mel_pack.mel_pack_body("calibration-1", clip_log_mel(samples, big), big)
+    else:
+        computed = features_pack.features_pack_body(
+            "calibration-1", compute_features(samples, big), big, encoding=FEATURES_ENCODING
+        )
+    packs = {"pcm": audio_pack.audio_pack_body(samples, device="calibration"), computed_payload(big): computed}
     deflated = {f"{name}_deflate": len(compression.compress(pack)) for name, pack in packs.items()}
     return {**{name: len(pack) for name, pack in packs.items()}, **deflated}
 
@@ -80,7 +102,12 @@ class Paired:
     predictions: rule.PairedPredictions
     """``request_bytes`` are those of the payload actually used to ask Big."""
     bytes_by_payload: dict[str, np.ndarray]
-    """Each clip's request body size, per :data:`BODY_KINDS`."""
+    """Each clip's request body size, per :func:`body_kinds`."""
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The body kinds measured, as :func:`body_kinds` names them."""
+        return tuple(self.bytes_by_payload)
 
     def for_payload(self, payload: str) -> rule.PairedPredictions:
         return dataclasses.replace(self.predictions, request_bytes=self.bytes_by_payload[payload])
@@ -90,7 +117,7 @@ def predict_both(
     clips: Sequence[Clip],
     little: KeywordModel,
     big: BigAnswerer,
-    big_config: FeatureConfig,
+    big_reads: BigInput,
     desc: str,
     progress: bool = True,
 ) -> Paired:
@@ -107,9 +134,9 @@ def predict_both(
             little.labels.index(big_label),
             sent_bytes,
         ))
-        sizes.append(payload_bytes(samples, big_config))
+        sizes.append(payload_bytes(samples, big_reads))
     columns = (np.array(column) for column in zip(*rows))
-    by_payload = {name: np.array([size[name] for size in sizes]) for name in BODY_KINDS}
+    by_payload = {name: np.array([size[name] for size in sizes]) for name in body_kinds(big_reads)}
     return Paired(rule.PairedPredictions(*columns), by_payload)
 
 
@@ -149,7 +176,7 @@ class Calibration:
     def to_section(self) -> dict[str, Any]:
         """The ``cascade`` section of the Little model's metadata."""
         predictions = self.paired.predictions
-        per_payload = {name: self.paired.for_payload(name).evaluate(self.threshold) for name in BODY_KINDS}
+        per_payload = {name: self.paired.for_payload(name).evaluate(self.threshold) for name in self.paired.kinds}
         return {
             "rule": rule.RULE.format(alpha=self.alpha),
             "alpha": self.alpha,
@@ -186,8 +213,7 @@ def calibrate(
     clips = [clip for data_dir in data_dirs for clip in select_clips(data_dir, split, little.labels)]
     if not clips:
         raise DatasetError(f"{', '.join(map(str, data_dirs))}: no {split} clips to calibrate on")
-    big_config = FeatureConfig.from_dict(big_model["feature_config"])
-    paired = predict_both(clips, little, big, big_config, desc=f"calibrating on {split}", progress=progress)
+    paired = predict_both(clips, little, big, big_input(big_model), desc=f"calibrating on {split}", progress=progress)
     outcome = paired.predictions.calibrate(alpha)
     calibration = Calibration(outcome, paired, alpha, big_identity(big_model), tuple(Path(d).name for d in data_dirs))
     log.info(

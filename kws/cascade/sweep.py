@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from kws.cascade import rule
-from kws.cascade.calibrate import BODY_KINDS, Paired, predict_both, service_answerer
+from kws.cascade.calibrate import Paired, big_input, predict_both, service_answerer
 from kws.data.clips import Clip
-from kws.features import FeatureConfig
 from kws.model.runtime import KeywordModel
 from kws.reports import format_table
 from kws.rest.client import BigClient
@@ -31,15 +30,16 @@ SWEEP_THRESHOLDS = tuple(round(float(t), 2) for t in np.linspace(0.0, 1.0, 21))
 def format_sweep_table(rows: Sequence[dict[str, Any]]) -> str:
     """The sweep report's ``rows`` as a table: one line per threshold, MB per 800 clips per way of sending
     (each payload plain and deflated)."""
+    kinds = list(rows[0]["mb_per_800_clips"]) if rows else []
     return format_table(
-        ["threshold", "accuracy", "big %", "requests", *(f"MB/800 {name.replace('_', ' ')}" for name in BODY_KINDS)],
+        ["threshold", "accuracy", "big %", "requests", *(f"MB/800 {name.replace('_', ' ')}" for name in kinds)],
         [
             [
                 row["threshold"],
                 row["accuracy"],
                 f"{100 * row['big_fraction']:.1f}",
                 row["big_requests"],
-                *(f"{row['mb_per_800_clips'][name]:.3f}" for name in BODY_KINDS),
+                *(f"{row['mb_per_800_clips'][name]:.3f}" for name in kinds),
             ]
             for row in rows
         ],
@@ -48,7 +48,7 @@ def format_sweep_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def sweep_rows(paired: Paired, thresholds: Sequence[float]) -> list[dict[str, Any]]:
     """Each threshold's outcome, its bytes given for both payloads, plain and deflated."""
-    by_kind = {name: paired.for_payload(name).sweep(thresholds) for name in BODY_KINDS}
+    by_kind = {name: paired.for_payload(name).sweep(thresholds) for name in paired.kinds}
     rows = []
     for at_threshold in zip(*by_kind.values()):
         outcomes = dict(zip(by_kind, at_threshold))
@@ -71,8 +71,8 @@ def plot_sweep(rows: Sequence[dict[str, Any]], predictions: rule.PairedPredictio
     figure, axes = plt.subplots(figsize=(7.5, 4.5))
     accuracy = [row["accuracy"] for row in rows]
     # One colour and marker per payload; deflated is the same curve dashed, shifted left by what deflate saves.
-    looks = {"pcm": ("tab:blue", "o"), "features": ("tab:orange", "s")}
-    for payload in BODY_KINDS:
+    looks = {"pcm": ("tab:blue", "o"), "features": ("tab:orange", "s"), "mel": ("tab:purple", "D")}
+    for payload in rows[0]["mb_per_800_clips"] if rows else ():
         plain = payload.removesuffix("_deflate")
         colour, marker = looks[plain]
         megabytes = [row["mb_per_800_clips"][payload] for row in rows]
@@ -110,8 +110,7 @@ def run_sweep(
     ``rows`` are what :func:`format_sweep_table` prints."""
     big.expect_labels(little.labels)
     info = big.negotiate()
-    paired = predict_both(clips, little, service_answerer(big), FeatureConfig.from_dict(info["feature_config"]),
-                          desc="sweep", progress=progress)
+    paired = predict_both(clips, little, service_answerer(big), big_input(info), desc="sweep", progress=progress)
     rows = sweep_rows(paired, [*SWEEP_THRESHOLDS, *([chosen] if chosen is not None else [])])
     plot_sweep(rows, paired.predictions, plot_path, chosen)
     return {
