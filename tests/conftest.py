@@ -186,6 +186,31 @@ def sure_stream(sure_clips: list[Clip]) -> synthetic.SyntheticStream:
     return synthetic.build_stream(material, level_dbfs=FAINT_DBFS, noise_s=5.0, seed=3)
 
 
+def interrupt_script(script: str, *args: str, once: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run an entry script, and press Ctrl-C (SIGINT) a second after a stderr line says ``once``."""
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, script, *args], cwd=REPO_ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and once not in process.stderr.readline():
+        pass
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def add_unusable_recordings(folder: Path) -> set[str]:
+    """Three files no model can hear as a clip, added to ``folder`` (a label folder): a 44.1 kHz
+    recording, a 3 s one and an empty file. Returns their clip keys (``label/name``)."""
+    write_wav(folder / "cd_nohash_0.wav", np.ones(44_100, np.int16), rate=44_100)
+    write_wav(folder / "long_nohash_0.wav", np.ones(48_000, np.int16))
+    (folder / "empty_nohash_0.wav").write_bytes(b"")
+    return {f"{folder.name}/{name}" for name in ("cd_nohash_0.wav", "long_nohash_0.wav", "empty_nohash_0.wav")}
+
+
 def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE, channels: int = 1) -> Path:
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(channels)

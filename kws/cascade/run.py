@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from kws.audio import read_clip
+from kws.audio import AudioError, read_clip
 from kws.cascade import rule
 from kws.cascade.calibrate import (
     CALIBRATION_SPLIT,
@@ -31,7 +31,7 @@ from kws.cascade.calibrate import (
     service_answerer,
 )
 from kws.cascade.sweep import DEFAULT_SWEEP_PLOT, run_sweep
-from kws.data.clips import Clip
+from kws.data.clips import Clip, is_keyword
 from kws.model.runtime import KeywordModel
 from kws.rest.client import BigAnswer, BigClient, BigError, BigUnavailable
 
@@ -106,19 +106,35 @@ def classify_clip(clip: Clip, little: KeywordModel, big: BigClient, threshold: f
 
 
 def run_cascade(
-    clips: Sequence[Clip], little: KeywordModel, big: BigClient, threshold: float, progress: bool = True
+    clips: Sequence[Clip], little: KeywordModel, big: BigClient, threshold: float, progress: bool = True,
+    skipped: list[dict[str, str]] | None = None,
 ) -> list[ClipOutcome]:
-    """Classify every clip; a Big outage or a bad answer only turns requests into fallbacks."""
+    """Classify every clip; a Big outage or a bad answer only turns requests into fallbacks.
+
+    A file that cannot be used (:class:`~kws.audio.AudioError`: another rate, empty, longer than a
+    clip) costs its own clip only: it is logged and added to ``skipped`` with its reason. Ctrl-C
+    stops the run after the clip in hand and returns the outcomes so far, so no classified clip
+    is thrown away.
+    """
     big.expect_labels(little.labels)
     outcomes: list[ClipOutcome] = []
     asked = fallbacks = 0
     with tqdm(clips, desc="cascade", unit="clip", disable=not progress) as bar:
-        for clip in bar:
-            outcome = classify_clip(clip, little, big, threshold)
-            outcomes.append(outcome)
-            asked += outcome.asked_big
-            fallbacks += outcome.fallback
-            bar.set_postfix(big=asked, fallbacks=fallbacks, refresh=False)
+        try:
+            for clip in bar:
+                try:
+                    outcome = classify_clip(clip, little, big, threshold)
+                except AudioError as error:
+                    log.warning("skipped: %s", error)
+                    if skipped is not None:
+                        skipped.append({"clip": clip.key, "reason": str(error)})
+                    continue
+                outcomes.append(outcome)
+                asked += outcome.asked_big
+                fallbacks += outcome.fallback
+                bar.set_postfix(big=asked, fallbacks=fallbacks, refresh=False)
+        except KeyboardInterrupt:
+            log.warning("interrupted after %d of %d clips: reporting those", len(outcomes), len(clips))
     if fallbacks:
         reasons = ", ".join(f"{reason} {count}" for reason, count in fallback_reasons(outcomes).items())
         # The outage itself was a warning when it began; this is the tally (the report has it too).
@@ -202,6 +218,11 @@ class NoThreshold(Exception):
     """The Little model ships no cascade threshold, and none was given or calibrated."""
 
 
+def keywords_of(labels) -> set[str]:
+    """The keywords among a model's labels: Big and Little must agree on these, not on the refusals."""
+    return {label for label in labels if is_keyword(label)}
+
+
 def shipped_cascade(little: KeywordModel) -> dict[str, Any] | None:
     """The ``cascade`` section of the Little model's metadata (written at export), if it has one."""
     section = little.metadata.raw.get("cascade")
@@ -219,8 +240,9 @@ def check_big(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
         info = big.negotiate()
     except BigUnavailable:
         return None
-    if set(info["labels"]) != set(little.labels):
-        raise IncompatibleModels(f"Big knows labels {info['labels']}, Little {list(little.labels)}")
+    if keywords_of(info["labels"]) != keywords_of(little.labels):  # _silence_ and _unknown_ may differ
+        raise IncompatibleModels(f"Big knows keywords {sorted(keywords_of(info['labels']))}, "
+                                 f"Little {sorted(keywords_of(little.labels))}")
     identity = big_identity(info)
     calibrated_with = (shipped_cascade(little) or {}).get("big_model")
     if calibrated_with and calibrated_with != identity:
@@ -275,7 +297,11 @@ def run_session(
         report.update(run_sweep(clips, little, big, threshold, plot_path, settings.progress))
     else:
         report["mode"] = "cascade"
-        report.update(summarize(run_cascade(clips, little, big, threshold, settings.progress), threshold))
+        skipped: list[dict[str, str]] = []
+        outcomes = run_cascade(clips, little, big, threshold, settings.progress, skipped)
+        report.update(summarize(outcomes, threshold))
+        report["skipped"] = skipped
+        report["interrupted"] = len(outcomes) + len(skipped) < len(clips)
     return report
 
 
@@ -305,4 +331,6 @@ def format_run_summary(report: dict[str, Any]) -> str:
         f"({100 * report['big_fraction']:.1f}%), {report['fallbacks']} fallbacks{f' ({reasons})' if reasons else ''}; "
         f"{megabytes:.3f} MB sent{f' ({sent})' if sent else ''}, "
         f"{report['mb_per_800_clips']:.3f} MB per 800 clips"
+        + (f"; {len(report['skipped'])} files skipped (reasons in the report)" if report.get("skipped") else "")
+        + ("; interrupted: the clips classified until Ctrl-C" if report.get("interrupted") else "")
     )

@@ -82,7 +82,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     parser.add_argument(
         "--threads", type=int, default=1, metavar="N", help="TFLite interpreter threads (default: %(default)s)"
     )
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="the least important log lines written to stderr (default: %(default)s; WARNING keeps "
+                        "only skipped messages and connection trouble)")
     add_broker_arguments(parser)
     args = parser.parse_args(argv)
     return parser, args

@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report_path is not None:
         write_json_report(report_path, report)
         print(f"report written to {report_path}")
-    return 0
+    return 130 if report.get("interrupted") else 0
 
 
 if __name__ == "__main__":

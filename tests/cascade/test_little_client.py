@@ -404,3 +404,40 @@ def test_a_proxy_the_client_cannot_use_is_a_cli_error(cli) -> None:
                env={"https_proxy": "socks5://127.0.0.1:1080", "no_proxy": "", "NO_PROXY": ""})
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "--service https://127.0.0.1:1: $https_proxy names a proxy this client cannot use" in done.stderr
+
+
+def test_unusable_files_are_skipped_and_reported(server, small_dataset, little_model_path, tmp_path, run_client):
+    """A 44.1 kHz recording, an empty file and a 3 s one in the folder: each skipped with its reason,
+    never classified nor sent to Big, and the run goes on."""
+    import shutil
+
+    from conftest import add_unusable_recordings
+
+    folder = tmp_path / "clips"
+    shutil.copytree(small_dataset / "yes", folder / "yes")
+    unusable = add_unusable_recordings(folder / "yes")
+    report_path = tmp_path / "report.json"
+    status, out, err = run_client(["--service", server.url, "--model", str(little_model_path), "--threshold", "1.0",
+                                   "--report", str(report_path), str(folder)])
+    assert status == 0, err
+    report = json.loads(report_path.read_text())
+    reasons = {entry["clip"]: entry["reason"] for entry in report["skipped"]}
+    assert set(reasons) == unusable
+    assert "--listen" in reasons["yes/long_nohash_0.wav"] and "44100 Hz" in reasons["yes/cd_nohash_0.wav"]
+    assert report["samples"] == report["big_requests"] == len(list((small_dataset / "yes").iterdir()))
+    assert "3 files skipped" in out and not report["interrupted"]
+
+
+def test_ctrl_c_keeps_the_clips_classified_so_far(server, data_dir, little_model_path, tmp_path) -> None:
+    from conftest import interrupt_script
+
+    report_path = tmp_path / "report.json"
+    done = interrupt_script("little_client.py", "--service", server.url, "--model", str(little_model_path),
+                            "--data-dir", str(data_dir), "--split", "all", "--report", str(report_path),
+                            once="Big service")  # negotiated with Big: the clips are being classified
+    out, err = done.stdout, done.stderr
+    assert done.returncode == 130, err
+    assert "Traceback" not in err and "interrupted after" in err
+    report = json.loads(report_path.read_text())
+    assert report["interrupted"] and 0 < report["samples"] < 2_755 and len(report["clips"]) == report["samples"]
+    assert "interrupted: the clips classified until Ctrl-C" in out

@@ -130,18 +130,15 @@ def test_default_data_dir_follows_kws_data_dir(first_stem: Path, tmp_path: Path)
 def test_unusable_files_are_skipped_and_reported(tmp_path: Path, data_dir: Path, first_stem: Path) -> None:
     """A 44.1 kHz file, an empty one and a 3 s recording in a folder cost their own clips, not the run."""
     import shutil
-    import wave
+
+    from conftest import add_unusable_recordings
 
     folder = tmp_path / "clips"
     good = [clip for clip in data_dir.glob("yes/*.wav")][:3]
     (folder / "yes").mkdir(parents=True)
     for path in good:
         shutil.copyfile(path, folder / "yes" / path.name)
-    for name, rate, frames in (("cd_nohash_0.wav", 44_100, 44_100), ("long_nohash_0.wav", 16_000, 48_000)):
-        with wave.open(str(folder / "yes" / name), "wb") as wav:
-            wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(rate)
-            wav.writeframes(b"\0\0" * frames)
-    (folder / "yes" / "empty_nohash_0.wav").write_bytes(b"")
+    unusable = add_unusable_recordings(folder / "yes")
     report_path = tmp_path / "report.json"
     done = run_script("evaluate.py", "--model", str(first_stem), "--data-dir", str(folder), "--split", "all",
                       "--quiet", "--report", str(report_path))
@@ -149,7 +146,7 @@ def test_unusable_files_are_skipped_and_reported(tmp_path: Path, data_dir: Path,
     report = json.loads(report_path.read_text())
     assert report["samples"] == 3 and not report["interrupted"]
     reasons = {entry["clip"]: entry["reason"] for entry in report["skipped"]}
-    assert set(reasons) == {"yes/cd_nohash_0.wav", "yes/long_nohash_0.wav", "yes/empty_nohash_0.wav"}
+    assert set(reasons) == unusable
     assert "44100 Hz" in reasons["yes/cd_nohash_0.wav"] and "--listen" in reasons["yes/long_nohash_0.wav"]
     assert "3 files skipped" in done.stdout
 
@@ -159,22 +156,13 @@ def test_unusable_files_are_skipped_and_reported(tmp_path: Path, data_dir: Path,
 
 
 def test_ctrl_c_reports_the_clips_classified_so_far(tmp_path: Path, data_dir: Path, first_stem: Path) -> None:
-    import signal
-    import time
+    from conftest import interrupt_script
 
     report_path = tmp_path / "report.json"
-    process = subprocess.Popen(
-        [sys.executable, "evaluate.py", "--model", str(first_stem), "--data-dir", str(data_dir), "--split", "all",
-         "--report", str(report_path)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and "evaluating" not in process.stderr.readline():
-        pass  # the progress bar starts once the model is loaded and the clips are listed
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
+    done = interrupt_script("evaluate.py", "--model", str(first_stem), "--data-dir", str(data_dir), "--split", "all",
+                            "--report", str(report_path), once="evaluating")  # the model is loaded, clips listed
+    out, err = done.stdout, done.stderr
+    assert done.returncode == 130, err
     assert "Traceback" not in err and "interrupted after" in err
     report = json.loads(report_path.read_text())
     assert report["interrupted"] and 0 < report["samples"] < 2755
