@@ -99,6 +99,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
+        return run_demo(parser, args)
+    except (KeyboardInterrupt, Interrupted):  # every server it started was stopped on the way out
+        print(f"\ninterrupted: the parts that finished are in {args.report_dir}/", flush=True)
+        return 130
+
+
+class Interrupted(Exception):
+    """A part of the demo was interrupted with Ctrl-C after reporting what it had done: stop there."""
+
+
+def stop_if_interrupted(report: dict) -> None:
+    if report.get("interrupted"):
+        raise Interrupted
+
+
+def run_demo(parser, args) -> int:
+    """The three parts in turn, each printing its summary and writing its report before the next."""
+    try:
         data_dir = args.data_dir or find_data_dir()
         select_clips(data_dir, args.split)  # fail early, with the flag's name, on a bad folder or split
     except DatasetError as error:
@@ -114,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(2, f"error: --data-dir/--split: {error}\n({HOW_TO_POINT})\n")
     write_json_report(args.report_dir / "big_little.json", cascade)
     print(format_run_summary(cascade), flush=True)
+    stop_if_interrupted(cascade)
 
     print("\n=== 2. Cooperative inference over MQTT ===", flush=True)
     options = CooperativeOptions(
@@ -121,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ensemble = run_cooperative(options)
     write_json_report(args.report_dir / "ensemble.json", ensemble)
-    print(format_summary(ensemble))
+    print(format_summary(ensemble), flush=True)
+    stop_if_interrupted(ensemble)
 
     print("\n=== 3. Always listening: a stream ===", flush=True)
     listening = run_stream_demo(data_dir, MODELS_DIR, args.split)

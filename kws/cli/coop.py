@@ -122,13 +122,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, ModelError, DatasetError, FleetError, TimeoutError, OSError) as error:
         # ProtocolError is a ValueError (a bad --broker URL or --topic-prefix); ConnectionError an OSError
         parser.exit(2, f"error: {error}\n")
-    except KeyboardInterrupt:
-        parser.exit(130, "interrupted\n")
-    print(format_summary(report))
+    except KeyboardInterrupt:  # before any clip was sent (loading, starting clients, waiting for them)
+        parser.exit(130, "interrupted before any clip was sent\n")
+    print(format_summary(report) + ("\ninterrupted: the clips sent until Ctrl-C" if report["interrupted"] else ""))
     if args.report:
         write_json_report(args.report, report)
         print(f"report written to {args.report}")
-    return 0
+    return 130 if report["interrupted"] else 0
 
 
 if __name__ == "__main__":

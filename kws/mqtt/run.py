@@ -124,15 +124,25 @@ class CooperativeRun:
         self.connection.stop()
 
     def run(self, clips: Sequence[LabelledFeatures], context: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Send every clip, wait for the answers or the deadlines, and return the report."""
+        """Send every clip, wait for the answers or the deadlines, and return the report.
+
+        Ctrl-C stops sending and waiting: the clips sent so far are reported with the answers they
+        have (those still waiting count as timed out) and the report says ``interrupted``.
+        """
         self.wait_until_ready()
         self.connection.publish(self.topics.config, config_json(self.config), qos=1, retain=True)
         tracker = self.tracker
+        interrupted = False
         with tqdm(total=len(clips), desc="clips finished", unit="clip", disable=not progress_wanted()) as progress:
             started_at = time.monotonic()
-            self._publish_all(clips, progress)
-            while tracker.pending:
-                self._handle_events(progress, wait_until=tracker.next_deadline())
+            try:
+                self._publish_all(clips, progress)
+                while tracker.pending:
+                    self._handle_events(progress, wait_until=tracker.next_deadline())
+            except KeyboardInterrupt:
+                interrupted = True
+                log.warning("interrupted after %d of %d clips were sent: reporting those", len(tracker), len(clips))
+                tracker.give_up(time.monotonic())
         report_context = {
             "qos": {"audio": self.settings.qos_audio, "prediction": self.settings.qos_prediction},
             "timeout_s": self.settings.timeout_s,
@@ -140,6 +150,7 @@ class CooperativeRun:
             "rate": self.settings.rate,
             "run_id": self.run_id,
             "expect_models": sorted(self.settings.expect_models),
+            "interrupted": interrupted,
             "roster": {client: member.model for client, member in sorted(self.roster.members.items())},
             **(context or {}),
         }

@@ -136,6 +136,13 @@ class EnsembleTracker:
             self._finish(clip, now)
         return len(overdue)
 
+    def give_up(self, now: float) -> int:
+        """Finish every clip still waiting, as if its deadline were ``now`` (the run was interrupted)."""
+        waiting = list(self._pending.values())
+        for clip in waiting:
+            self._finish(clip, now)
+        return len(waiting)
+
     def _finish(self, clip: ClipState, now: float) -> None:
         clip.finished_at = now
         if clip.answers:

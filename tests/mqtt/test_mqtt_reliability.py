@@ -312,3 +312,19 @@ def test_an_embedded_broker_on_a_busy_port_is_one_clear_error(ensemble_models, s
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port} (Address already in use)" in done.stderr and "--broker" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_reports_the_clips_sent_so_far(ensemble_models, small_dataset, tmp_path) -> None:
+    """Interrupted mid-run, the cooperative client prints its summary and writes its report for the clips
+    it had sent, and stops its broker and clients: no bare 'interrupted', no traceback."""
+    from conftest import interrupt_script
+
+    report_path = tmp_path / "report.json"
+    done = interrupt_script("cooperative_client.py", "--embedded-broker", "--spawn", str(ensemble_models[0]),
+                            "--data-dir", str(small_dataset), "--split", "all", "--rate", "10",
+                            "--report", str(report_path), once="ready:", timeout=RUN_TIMEOUT_S)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "interrupted after" in done.stderr
+    report = json.loads(report_path.read_text())
+    assert report["interrupted"] and 0 < report["samples"] < 72
+    assert "interrupted: the clips sent until Ctrl-C" in done.stdout
