@@ -213,6 +213,15 @@ def _failed_cause(error: BaseException) -> BaseException:
     return error
 
 
+#: Said when an https:// URL reached a service that speaks plain HTTP.
+PLAIN_HTTP_HINT = " (the service answered in plain HTTP: give --service an http:// URL, or put TLS in front of it)"
+
+
+def _answered_in_plain_http(error: BaseException) -> bool:
+    """Whether a failed TLS handshake met a plain-HTTP answer (OpenSSL's "wrong version number")."""
+    return "WRONG_VERSION_NUMBER" in str(_failed_cause(error)).upper().replace(" ", "_")
+
+
 def _network_reason(error: BaseException) -> str:
     """``timeout``, ``tls`` or ``unreachable``, looking through the retry and proxy wrappers."""
     cause = _failed_cause(error)
@@ -458,7 +467,8 @@ class BigClient:
         except (requests.RequestException, HTTPError, OSError) as error:
             reason = _network_reason(error)
             what = {"timeout": "did not answer in time", "tls": "failed TLS"}.get(reason, "unreachable")
-            raise BigUnavailable(f"{url} {what}: {_failed_cause(error)}", reason) from error
+            hint = PLAIN_HTTP_HINT if reason == "tls" and _answered_in_plain_http(error) else ""
+            raise BigUnavailable(f"{url} {what}: {_failed_cause(error)}{hint}", reason) from error
         raw = response.raw
         try:
             received = read_capped(raw, self.max_response_bytes, self.timeout)

@@ -11,7 +11,7 @@ import argparse
 import ipaddress
 import logging
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from kws.rest.auth import TokenFileError, read_token_file
 from kws.rest.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURES
@@ -75,11 +75,20 @@ def add_big_client_arguments(parser: argparse.ArgumentParser) -> argparse._Argum
     return group
 
 
+#: The Big service's endpoints, which a --service URL must not end in (the client adds them).
+ENDPOINTS = ("predict", "health", "model", "metrics")
+
+
 def check_big_client_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Usage errors (exit 2, naming the flag) for values argparse's types cannot catch."""
     service = urlsplit(args.service)
     if service.scheme not in ("http", "https") or not service.hostname:
         parser.error(f"--service must be an http:// or https:// URL with a host, got {args.service!r}")
+    endpoint = service.path.rstrip("/").rsplit("/", 1)[-1]
+    if endpoint in ENDPOINTS:
+        base = urlunsplit((service.scheme, service.netloc, service.path.rstrip("/")[: -len(endpoint) - 1], "", ""))
+        parser.error(f"--service names the service, not one of its endpoints: give {base}, not {args.service} "
+                     f"(the client adds /{endpoint} itself)")
     if args.timeout <= 0 or args.retries < 0:
         parser.error("--timeout must be positive and --retries at least 0")
     if args.breaker_failures < 1 or args.breaker_cooldown < 0:

@@ -74,6 +74,10 @@ class ServerLimits:
     """Open connections at most; past it, new ones wait in the listen backlog."""
 
 
+#: The first byte of a TLS record that carries a handshake (a ClientHello), followed by major version 3.
+TLS_HANDSHAKE = b"\x16"
+
+
 class UriTooLong(BadRequest):
     code = 414
     reason = "URI Too Long"
@@ -106,6 +110,13 @@ class _LimitedParser(HTTPRequestParser):
         self.started = time.monotonic()
 
     def received(self, data: bytes) -> int:
+        if not self.header_plus and data[:1] == TLS_HANDSHAKE and data[1:2] == b"\x03":
+            # A TLS ClientHello has no CRLF: waiting for the end of its "head" would let an https://
+            # client time out. Say at once what it is: the answer is plain text, its TLS layer fails.
+            self.parse_header(b"GET / HTTP/1.0\r\n")
+            self._refuse(BadRequest("a TLS handshake reached this plain-HTTP service: use an http:// URL "
+                                    "(or put nginx with TLS in front, deploy/nginx)"))
+            return len(data)
         if not self.headers_finished and not self.completed:
             head = (self.header_plus + data).lstrip()  # waitress skips blank lines before a request
             line_end = head.find(b"\r\n")

@@ -286,6 +286,8 @@ def test_unreachable_service_leaves_every_answer_to_little(small_dataset, little
         (["--device", "pi kitchen"], "--device: device id 'pi kitchen' must start"),
         (["--service", "localhost:8080"], "--service must be an http:// or https:// URL"),
         (["--service", "http://"], "--service must be an http:// or https:// URL"),
+        (["--service", "http://big:8080/predict"], "give http://big:8080, not http://big:8080/predict"),
+        (["--service", "https://big/kws/health/"], "give https://big/kws, not https://big/kws/health/"),
     ],
 )
 def test_bad_flags_are_cli_errors(flags, complaint, run_client) -> None:

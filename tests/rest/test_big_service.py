@@ -400,3 +400,19 @@ def test_no_access_line_per_request(server, pcm, caplog) -> None:
         assert post(server, audio_pack.encode_audio_pack(pcm, device="test")).status_code == 200
         assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
     assert not [record for record in caplog.records if record.name.startswith("cherrypy.access")]
+
+
+def test_an_https_client_on_this_plain_http_service_is_told_at_once(server) -> None:
+    """A TLS ClientHello has no CRLF: the service answers it at once instead of waiting for a head, and
+    the client says the service speaks plain HTTP, instead of reporting a timeout."""
+    import time
+
+    from kws.rest.client import BigClient, BigUnavailable
+
+    started = time.monotonic()
+    with BigClient(server.url.replace("http://", "https://"), timeout=5.0, retries=0) as big:
+        with pytest.raises(BigUnavailable) as failure:
+            big.health()
+    assert failure.value.reason == "tls" and "answered in plain HTTP" in str(failure.value)
+    assert time.monotonic() - started < 3.0
+    assert requests.get(f"{server.url}/health", timeout=5).status_code == 200
