@@ -40,14 +40,16 @@ log = logging.getLogger("bench_robustness")
 
 
 def model_predictions(models: Sequence[KeywordModel], audio: np.ndarray) -> dict[str, np.ndarray]:
-    """Each model's probabilities for every clip; features are made once per FeatureConfig."""
-    features: dict[Any, np.ndarray] = {}
+    """Each model's probabilities for every clip (int16); a model's input is made once per FeatureConfig, or
+    once per front end for heads on the pretrained front end (its embeddings)."""
+    inputs: dict[Any, np.ndarray] = {}
     out = {}
     for model in models:
-        config = model.feature_config
-        if config not in features:
-            features[config] = np.stack([compute_features(clip, config) for clip in audio])
-        out[model.name] = np.stack([model.predict_features(row) for row in features[config]])
+        key = model.metadata.front_end or model.feature_config
+        if key not in inputs:
+            make = model.features if model.metadata.front_end else lambda clip: compute_features(clip, key)
+            inputs[key] = np.stack([make(clip) for clip in audio])
+        out[model.name] = np.stack([model.predict_features(row) for row in inputs[key]])
     return out
 
 

@@ -88,11 +88,13 @@ def create_runtime_venv(venv_dir: Path) -> Path:
 
 
 def model_files(models_dir: Path) -> list[Path]:
-    """Every file the metadata in ``models_dir`` lists (.tflite and .tflite.zlib)."""
+    """Every file the metadata in ``models_dir`` lists (.tflite and .tflite.zlib), but those of heads on the
+    pretrained front end: those serve from the Big service, with onnxruntime, never from a Pi's interpreter."""
     files = []
     for metadata_path in sorted(models_dir.glob("*.json")):
         metadata = ModelMetadata.read(metadata_path)
-        files.extend(models_dir / name for name in metadata.files.values())
+        if metadata.front_end is None:
+            files.extend(models_dir / name for name in metadata.files.values())
     return files
 
 
