@@ -29,7 +29,6 @@ import numpy as np
 
 from kws.cascade.rule import DEFAULT_ALPHA, PairedPredictions, score_margin
 from kws.data.clips import DatasetError, load_audio, resolve_data_dir, sample_clips, select_clips
-from kws.features import compute_features
 from kws.model.runtime import KeywordModel, load_model
 from kws.reports import format_table, write_json_report
 from kws.training.changes import CHANGE_NAMES, CHANGES, ChangeContext, apply_change
@@ -46,9 +45,8 @@ def model_predictions(models: Sequence[KeywordModel], audio: np.ndarray) -> dict
     out = {}
     for model in models:
         key = model.metadata.front_end or model.feature_config
-        if key not in inputs:
-            make = model.features if model.metadata.front_end else lambda clip: compute_features(clip, key)
-            inputs[key] = np.stack([make(clip) for clip in audio])
+        if key not in inputs:  # model.features is the front end's embeddings or compute_features(clip, config)
+            inputs[key] = np.stack([model.features(clip) for clip in audio])
         out[model.name] = np.stack([model.predict_features(row) for row in inputs[key]])
     return out
 
