@@ -61,7 +61,7 @@ def test_metadata_is_complete_and_consistent(metadata_path: Path) -> None:
     assert metadata.files and set(metadata.files) <= {"tflite", "tflite_zlib"}
     assert set(metadata.sha256) == set(metadata.files), "every listed file needs its sha256"
     if "input_shape" in metadata.raw:
-        assert tuple(metadata.raw["input_shape"]) == metadata.feature_config.shape
+        assert tuple(metadata.raw["input_shape"]) == metadata.input_shape
 
 
 @pytest.mark.parametrize("model_file", MODEL_FILES, ids=[p.name for p in MODEL_FILES])
@@ -70,7 +70,7 @@ def test_model_file_outputs_one_probability_per_label(model_file: Path, test_cli
     interpreter_type, _ = interpreter_class()
     interpreter = interpreter_type(model_content=model.model_bytes)
     (input_details,), (output_details,) = interpreter.get_input_details(), interpreter.get_output_details()
-    assert tuple(input_details["shape"]) == (1, *model.feature_config.shape)
+    assert tuple(input_details["shape"]) == (1, *model.metadata.input_shape)
     assert tuple(output_details["shape"]) == (1, len(model.labels))
 
     probabilities = np.stack([model.predict_audio(clip) for clip in test_clips])
