@@ -95,7 +95,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
                         help="level of the shipped rule, applied to changed validation clips (default: %(default)s)")
     parser.add_argument("--changes", nargs="+", choices=CHANGE_NAMES, default=list(CHANGE_NAMES), metavar="NAME",
-                        help="changes to measure (default: all): " + ", ".join(CHANGE_NAMES))
+                        help="changes to measure (default: all): " + ", ".join(CHANGE_NAMES).replace("%", "%%"))
     parser.add_argument("--split", choices=("test", "validation"), default="test",
                         help="split measured (default: %(default)s; validation to choose between models)")
     parser.add_argument("--clips-per-label", type=int, metavar="N", help="at most N clips per label (quick runs)")
