@@ -52,9 +52,8 @@ BigAnswerer = Callable[[np.ndarray], tuple[str, int]]
 
 
 def little_probabilities(model: KeywordModel, samples: np.ndarray) -> np.ndarray:
-    """Class probabilities; a model whose metadata says it outputs logits gets a softmax."""
-    scores = model.predict_audio(samples)
-    return rule.softmax(scores) if model.metadata.raw.get("output") == "logits" else scores
+    """Class probabilities of one clip."""
+    return model.predict_audio(samples)
 
 
 #: What Big reads besides the clip, as its metadata says: its own features (a FeatureConfig), or the

@@ -30,13 +30,6 @@ RULE = "margin below threshold; threshold = fewest Big requests not shown less a
     "(one-sided exact McNemar test, alpha {alpha:g}, validation split)"
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Probabilities along the last axis, stable for large logits."""
-    shifted = logits - np.max(logits, axis=-1, keepdims=True)
-    exps = np.exp(shifted)
-    return exps / np.sum(exps, axis=-1, keepdims=True)
-
-
 def score_margin(probabilities: np.ndarray) -> np.ndarray:
     """Top-1 minus top-2 probability: 0 when Little hesitates between two labels, 1 when certain."""
     top_two = np.sort(np.asarray(probabilities, dtype=np.float64), axis=-1)[..., -2:]

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kws.cascade.rule import softmax
 from kws.listen.detector import is_keyword, keyword_indices
 from kws.rest.client import BigClient, BigRejected, BigUnavailable
 
@@ -55,13 +54,6 @@ class Verdict:
     def decided(self) -> bool:
         """Whether Big's word is final (it answered), rather than Little's standing."""
         return self.outcome in (CONFIRMED, CORRECTED, REJECTED)
-
-
-def as_probabilities(scores: np.ndarray) -> np.ndarray:
-    """Big's scores as probabilities: a model that outputs logits gets a softmax (the service sends raw outputs)."""
-    if np.all(scores >= 0) and np.all(scores <= 1) and abs(float(scores.sum()) - 1.0) < 1e-3:
-        return scores
-    return softmax(scores)
 
 
 def judge(little_label: str, labels: Sequence[str], probabilities: np.ndarray, min_score: float) -> Verdict:
@@ -95,7 +87,7 @@ class BigConfirmer:
         try:
             answer = self.client.predict(window)
             labels = tuple(str(label) for label in answer.labels)
-            probabilities = as_probabilities(np.asarray(answer.scores, dtype=np.float64))
+            probabilities = np.asarray(answer.scores, dtype=np.float64)  # checked probabilities (kws.rest.answers)
             if len(labels) != probabilities.shape[0] or not np.all(np.isfinite(probabilities)):
                 raise ValueError(f"{len(labels)} labels but {probabilities.shape[0]} scores, or scores not finite")
             verdict = judge(little_label, labels, probabilities, self.min_score)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from kws.audio import SAMPLE_RATE
-from kws.cascade.rule import softmax
 from kws.features import FeatureConfig, features_from_prepared
 from kws.model.runtime import KeywordModel
 
@@ -97,9 +96,8 @@ class AudioRing:
 
 
 def window_probabilities(model: KeywordModel, features: np.ndarray) -> np.ndarray:
-    """Class probabilities of one window; a model whose metadata says it outputs logits gets a softmax."""
-    scores = model.predict_features(features)
-    return softmax(scores) if model.metadata.raw.get("output") == "logits" else scores
+    """Class probabilities of one window."""
+    return model.predict_features(features)
 
 
 class WindowClassifier:

@@ -40,6 +40,13 @@ INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter
 _MODEL_SUFFIXES = (".tflite.zlib", ".tflite", ".json")
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities along the last axis, stable for large logits."""
+    shifted = logits - np.max(logits, axis=-1, keepdims=True)
+    exps = np.exp(shifted)
+    return exps / np.sum(exps, axis=-1, keepdims=True)
+
+
 class NonFiniteScores(ValueError):
     """The model's output for one input is not finite: the input lies far outside what it was trained on."""
 
@@ -155,12 +162,18 @@ class KeywordModel:
         return compute_features(audio, self.feature_config, sample_rate)
 
     def predict_features(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities, in ``labels`` order, for one clip's features."""
+        """Class probabilities, in ``labels`` order, for one clip's features (or front-end embeddings).
+
+        The one place a model's output becomes probabilities: a graph that ends in logits (its
+        metadata says ``"output": "logits"``) gets a softmax here, so no caller has to know.
+        """
         batch = np.asarray(features, dtype=np.float32)
         if self.metadata.input_standardization is not None:
             batch = self.metadata.input_standardization.apply(batch)
         with self._lock:  # guards misuse across threads; clone() for real concurrency
             probabilities = self._runner.invoke(batch)
+        if self.metadata.raw.get("output") == "logits":
+            probabilities = softmax(probabilities)
         if not np.isfinite(probabilities).all():  # never sent on as scores: NaN is not even valid JSON
             raise NonFiniteScores(f"model {self.name} gave NaN or infinite scores for this input")
         return probabilities

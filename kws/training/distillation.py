@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from kws.cascade.rule import softmax
 from kws.model.runtime import KeywordModel, load_model
 
 
@@ -65,8 +64,6 @@ def teacher_probabilities(
 ) -> np.ndarray:
     """The teacher's probabilities for every clip (float audio in [-1, 1]), softened at ``temperature``."""
     probabilities = np.stack([teacher.predict_audio(clip) for clip in tqdm(audio, desc=desc, unit="clip")])
-    if teacher.metadata.raw.get("output") == "logits":
-        probabilities = softmax(probabilities)
     return soften(probabilities, temperature)
 
 
