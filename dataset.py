@@ -30,6 +30,7 @@ from kws.data.download import (
 )
 from kws.data.splits import is_training_only
 from kws.reports import format_table
+from kws.util.logs import setup_logging
 
 
 def sha256_hex(text: str) -> str:
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"or {DEFAULT_DATA_DIR})"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging(logging.INFO)
     try:
         if args.command == "download" and args.full:
             target = args.data_dir or DEFAULT_FULL_DATA_DIR

@@ -42,6 +42,7 @@ from kws.mqtt.session import CooperativeOptions, run_cooperative
 from kws.reports import write_json_report
 from kws.rest.client import BigClient
 from kws.rest.service import BigService, start_server
+from kws.util.logs import setup_logging
 
 log = logging.getLogger("demo")
 
@@ -97,7 +98,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging(logging.INFO)
     try:
         return run_demo(parser, args)
     except (KeyboardInterrupt, Interrupted):  # every server it started was stopped on the way out

@@ -34,6 +34,7 @@ from kws.evaluation.evaluate import build_report, evaluate_model, format_summary
 from kws.model.metadata import ModelError  # noqa: E402
 from kws.model.runtime import load_model  # noqa: E402
 from kws.reports import write_json_report  # noqa: E402
+from kws.util.logs import setup_logging  # noqa: E402
 
 log = logging.getLogger("evaluate")
 
@@ -111,11 +112,7 @@ def choose_clips(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(logging.WARNING if args.quiet else logging.INFO)
     check_data_flags(parser, args)
     try:
         model = load_model(args.model, prefer=args.prefer)

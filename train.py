@@ -35,6 +35,7 @@ from kws.data.clips import DatasetError, holds_clips, resolve_data_dir
 from kws.reports import format_table
 from kws.training.calibration import PAIRED, calibrate_pair
 from kws.training.recipes import RECIPES, missing_teachers, training_order
+from kws.util.logs import setup_logging
 
 #: Folders that join the one every tool finds (``resolve_data_dir``) when no --data-dir is given,
 #: where they sit beside it: more speakers, and yes/no clips for training only (``../shared/data``).
@@ -131,7 +132,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.INFO)
     try:
         data_dirs = args.data_dir or default_data_dirs()
     except DatasetError as error:

@@ -23,12 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import LOG_FORMAT
 from kws.cascade.calibrate import big_input, model_answerer, predict_both
 from kws.cascade.rule import DEFAULT_ALPHA, PairedPredictions
 from kws.data.clips import DatasetError, select_clips
 from kws.model.runtime import load_model
 from kws.reports import format_table, write_json_report
+from kws.util.logs import setup_logging
 
 log = logging.getLogger("bench_cascade_budget")
 
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="validation", help="default: %(default)s (choose on it, never on test)")
     parser.add_argument("--report", type=Path, default=Path("reports/cascade_budget.json"), help="default: %(default)s")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    setup_logging(logging.INFO)
     big = load_model(args.big)
     results = {}
     for stem in args.little:

@@ -41,6 +41,7 @@ from kws.features import (
 )
 from kws.model.metadata import ModelMetadata
 from kws.reports import format_table, write_json_report
+from kws.util.logs import setup_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=REPO_ROOT / "reports" / "bench_preprocessing.json",
                         metavar="FILE", help="JSON report (default: %(default)s)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.INFO)
     if args.clips_per_label < 1 or args.repeats < 1 or args.tf_threads < 1:
         parser.error("--clips-per-label, --repeats and --tf-threads must be at least 1")
     try:

@@ -66,6 +66,7 @@ from kws.model.runtime import load_model
 from kws.reports import format_table, write_json_report
 from kws.rest import service as big_service
 from kws.rest.client import BigClient
+from kws.util.logs import setup_logging
 from kws.util.net import free_tcp_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -279,7 +280,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.INFO)
     report = run(args)
     rows = [
         [

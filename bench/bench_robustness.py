@@ -33,6 +33,7 @@ from kws.model.runtime import KeywordModel, load_model
 from kws.reports import format_table, write_json_report
 from kws.training.changes import CHANGE_NAMES, CHANGES, ChangeContext, apply_change
 from kws.training.non_keywords import noise_dir_of
+from kws.util.logs import setup_logging
 from kws.wire.audio_pack import encode_audio_pack
 
 log = logging.getLogger("bench_robustness")
@@ -116,7 +117,7 @@ def load_clips(data_dir: Path, split: str, labels: Sequence[str], per_label: int
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser, args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.INFO)
     try:
         data_dir = resolve_data_dir(args.data_dir)
     except DatasetError as error:

@@ -48,6 +48,7 @@ from kws.model.runtime import KeywordModel, load_model
 from kws.reports import format_table, write_json_report
 from kws.rest.client import BigClient
 from kws.rest.service import BigService, start_server
+from kws.util.logs import setup_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_stream")
@@ -201,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also write each room's stream as DIR/<room>.wav with its words in DIR/<room>.json, "
                         "to try little_client.py --listen on")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.INFO)
     logging.getLogger("kws.listen.listener").setLevel(logging.WARNING)
     if args.noise_minutes <= 0 or (args.limit is not None and args.limit < 2):
         parser.error("--noise-minutes must be positive and --limit at least 2")

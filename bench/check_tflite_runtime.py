@@ -34,6 +34,7 @@ from bench.tflite_runtime_worker import predict_files
 from kws.data import clips as dataset
 from kws.model.metadata import ModelMetadata
 from kws.reports import format_table, write_json_report
+from kws.util.logs import setup_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=REPO_ROOT / "reports" / "tflite_runtime.json", metavar="FILE",
                         help="JSON report (default: %(default)s)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.INFO)
     files = model_files(args.models_dir)
     if not files:
         parser.error(f"--models-dir {args.models_dir} holds no <name>.json model metadata")

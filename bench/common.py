@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from kws.data.clips import DatasetError, resolve_data_dir
 from kws.reports import write_json_report
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from kws.util.logs import setup_logging
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, help="Speech Commands folder (default: $KWS_DATA_DIR or ../shared)")
+    parser.add_argument("--data-dir", type=Path, help="Speech Commands folder (default: $KWS_DATA_DIR, else "
+                        "../shared/data/speech_commands beside the checkout, else data/mini_speech_commands)")
 
 
 def parse_bench_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -27,7 +26,7 @@ def parse_bench_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None
         args.data_dir = resolve_data_dir(args.data_dir)
     except DatasetError as error:
         parser.error(f"--data-dir: {error}")
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    setup_logging(logging.INFO)
     return args
 
 

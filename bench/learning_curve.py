@@ -28,6 +28,7 @@ from typing import Any, Sequence
 from kws.reports import format_table, write_json_report
 from kws.training.pipeline import train_recipe
 from kws.training.recipes import RECIPES
+from kws.util.logs import setup_logging
 
 log = logging.getLogger("learning_curve")
 
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if any(not 0 < fraction <= 1 for fraction in args.fractions):
         parser.error("--fractions must lie in (0, 1]")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.INFO)
     other_dir = args.other_dir or args.data_dir[0].parent / "speech_commands_other"
     available_other = other_dir if other_dir.is_dir() else None
     rows = learning_curve(args.recipe, args.data_dir, args.fractions, args.seed, available_other, args.teacher_dir)

@@ -40,6 +40,7 @@ from kws.model.metadata import metadata_path, write_section
 from kws.model.runtime import KeywordModel, load_model
 from kws.rest import compression
 from kws.rest.client import FEATURES_ENCODING, BigClient
+from kws.util.logs import setup_logging
 from kws.wire import audio_pack, features_pack, mel_pack
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="labelled folder whose validation speakers calibrate (repeatable)")
     parser.add_argument("--alpha", type=float, default=rule.DEFAULT_ALPHA, help="test level (default: %(default)s)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup_logging(logging.INFO)
     calibration = calibrate_export(args.little, args.big, args.data_dir, args.alpha)
     print(f"threshold {calibration.threshold:.4f} written to {metadata_path(args.little)}")
     return 0

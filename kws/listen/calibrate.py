@@ -48,6 +48,7 @@ from kws.listen.stream import StreamError
 from kws.model.metadata import ModelError, metadata_path, write_section
 from kws.model.runtime import KeywordModel, load_model
 from kws.reports import format_table, write_json_report
+from kws.util.logs import setup_logging
 
 log = logging.getLogger("kws.listen.calibrate")
 
@@ -232,8 +233,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     parser = args.parser
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    setup_logging(logging.INFO)
     try:
         data_dirs = args.data_dir or [resolve_data_dir(None)]
     except DatasetError as error:
