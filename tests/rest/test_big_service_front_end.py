@@ -25,6 +25,13 @@ SENML_HEADERS = {"Content-Type": senml.MEDIA_TYPE}
 
 
 @pytest.fixture(scope="module")
+def front_end_head(shipped_model) -> Path:
+    """The shipped Big on the pretrained front end (``models/big_embedding``)."""
+    pytest.importorskip("onnxruntime", reason="the front end runs under onnxruntime (requirements/server.txt)")
+    return shipped_model("big_embedding")
+
+
+@pytest.fixture(scope="module")
 def server(front_end_head: Path) -> Iterator[big_service.ServerHandle]:
     service = big_service.BigService(front_end_head)
     service.load()
@@ -54,12 +61,16 @@ def test_the_pis_mel_frames_get_the_clips_answer(server, front_end_head: Path, c
     """What the Pi computes in numpy and sends as int8 gets the answer the service gives the clip itself."""
     model = load_model(front_end_head)
     spec = model.metadata.front_end
+    labels = []
     for index, pcm in enumerate(clips):
         by_mel = post(server, mel_pack.mel_pack_body(f"pi-{index}", clip_log_mel(pcm, spec), spec))
         by_pcm = post(server, audio_pack.encode_audio_pack(pcm, device="pi").encode())
         assert by_mel.status_code == by_pcm.status_code == 200, by_mel.text
         np.testing.assert_allclose(by_pcm.json()["scores"], model.predict_audio(pcm), atol=1e-5)
-        np.testing.assert_allclose(by_mel.json()["scores"], by_pcm.json()["scores"], atol=0.02)
+        np.testing.assert_allclose(by_mel.json()["scores"], by_pcm.json()["scores"], atol=0.05)
+        labels.append((by_mel.json()["label"], by_pcm.json()["label"]))
+    agree = sum(by_mel == by_pcm for by_mel, by_pcm in labels)
+    assert agree >= len(labels) - 1, labels  # int8 frames may tip one near-tie
 
 
 def test_features_for_a_head_on_the_front_end_are_refused(server, clips) -> None:
@@ -100,9 +111,10 @@ def test_an_altered_front_end_stops_the_service_before_it_listens(front_end_head
     error naming the file, the hashes and the fix; nothing is served."""
     document = json.loads(front_end_head.with_suffix(".json").read_text())
     document["front_end"]["mel_sha256"] = "0" * 64
-    (tmp_path / "head.tflite").write_bytes(front_end_head.with_suffix(".tflite").read_bytes())
-    (tmp_path / "head.json").write_text(json.dumps(document))
-    done = cli("big_service.py", "--port", "0", "--model", str(tmp_path / "head"))
+    for name in document["files"].values():
+        (tmp_path / name).write_bytes((front_end_head.parent / name).read_bytes())
+    (tmp_path / front_end_head.with_suffix(".json").name).write_text(json.dumps(document))
+    done = cli("big_service.py", "--port", "0", "--model", str(tmp_path / front_end_head.name))
     assert done.returncode == 2, done.stderr
     assert "melspectrogram.onnx" in done.stderr and "0" * 16 in done.stderr and "pip install" in done.stderr
     assert "Traceback" not in done.stderr and "serving model" not in done.stderr
