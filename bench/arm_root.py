@@ -22,8 +22,10 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,8 @@ SUITE = "bookworm"
 #: The virtual environment inside the root, and where the project is staged for a run.
 VENV = "/opt/kws-venv"
 PROJECT = "/opt/kws"
+#: This machine's CA bundle, copied into the root for pip.
+HOST_CA = "/etc/ssl/host-ca-certificates.crt"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 ROOT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
             "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
@@ -164,6 +168,15 @@ def checked(done: subprocess.CompletedProcess, what: str) -> subprocess.Complete
     return done
 
 
+def host_ca_bundle() -> Path:
+    """The certificates this machine's pip verifies PyPI with: $PIP_CERT, else OpenSSL's default bundle."""
+    for candidate in (os.environ.get("PIP_CERT"), ssl.get_default_verify_paths().cafile,
+                      "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise RootError("no CA bundle for pip (set PIP_CERT)")
+
+
 def build_root(target: ArmTarget, root: Path, mirror: str) -> None:
     """debootstrap ``target`` into ``root``, then the venv with its pip requirements (wheels only)."""
     started = time.monotonic()
@@ -174,9 +187,11 @@ def build_root(target: ArmTarget, root: Path, mirror: str) -> None:
     log.info("debootstrap done in %.0f s; installing %s", time.monotonic() - started,
              " ".join(target.pip_requirements))
     shutil.copyfile("/etc/resolv.conf", root / "etc" / "resolv.conf")
+    # pip in the root trusts what this machine's pip trusts (a mirror or proxy with its own CA works there too).
+    shutil.copyfile(host_ca_bundle(), root / HOST_CA.lstrip("/"))
     venv = ["python3", "-m", "venv", *(["--system-site-packages"] if target.system_site_packages else []), VENV]
     checked(in_root(root, venv, capture_output=True, text=True), "python3 -m venv")
-    install = [f"{VENV}/bin/pip", "install", "--quiet", "--no-cache-dir", "--only-binary=:all:",
+    install = [f"{VENV}/bin/pip", "install", "--quiet", "--no-cache-dir", "--only-binary=:all:", "--cert", HOST_CA,
                "--disable-pip-version-check", *target.pip_requirements]
     checked(in_root(root, install, capture_output=True, text=True), "pip install in the root")
     freeze = in_root(root, [f"{VENV}/bin/pip", "freeze", "--all"], capture_output=True, text=True)
