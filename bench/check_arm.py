@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -412,8 +413,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs = client_runs(big.url)
                 references = [run_x86(staged, run.arguments, f"reports/run{index}.json")
                               for index, run in enumerate(runs)]
-                for target in chosen:
-                    tarball = ensure_tarball(target, args.cache_dir, args.mirror, args.work_dir, args.rebuild)
+                # Roots that must be built are built side by side: each is one emulated process most of the time.
+                with ThreadPoolExecutor(max_workers=len(chosen)) as pool:
+                    tarballs = list(pool.map(
+                        lambda target: ensure_tarball(target, args.cache_dir, args.mirror, args.work_dir,
+                                                      args.rebuild), chosen))
+                for target, tarball in zip(chosen, tarballs):
                     results.append(check_target(target, tarball, staged, clip_keys, runs, references,
                                                 args.tolerance, args.work_dir))
     except (RootError, subprocess.TimeoutExpired) as error:
