@@ -5,7 +5,9 @@ tools, as a new user on a Pi would start: ``debootstrap`` (bookworm, the base of
 Raspberry Pi OS 12), then a virtual environment with what ``little_client.py``
 imports, from PyPI. Arm binaries run through ``qemu-user-static``, which the
 kernel starts for them by its binfmt_misc entries (``qemu-aarch64``, ``qemu-arm``);
-when binfmt_misc is not mounted it is mounted and the entries enabled here.
+when binfmt_misc is not mounted it is mounted and the entries enabled here. (Calling
+``qemu-aarch64-static`` by hand is no substitute: debootstrap's second stage, ``venv`` and
+pip are Arm programs that start other Arm programs, which only binfmt_misc can start.)
 
 Building takes minutes, so each finished root is kept as a tarball under
 ``.arm/`` (git-ignored), named after everything it was built from; a run unpacks
@@ -44,6 +46,8 @@ PROJECT = "/opt/kws"
 #: This machine's CA bundle, copied into the root for pip.
 HOST_CA = "/etc/ssl/host-ca-certificates.crt"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
+#: Where qemu-user-static puts its binfmt_misc lines (for systemd-binfmt).
+BINFMT_D = Path("/usr/lib/binfmt.d")
 ROOT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
             "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
 
@@ -139,6 +143,13 @@ def ensure_emulation(target: ArmTarget) -> None:
     entry = BINFMT / target.binfmt
     if not (BINFMT / "status").exists():
         subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], check=False, capture_output=True)
+    # What systemd-binfmt would do at boot: register qemu-user-static's own line; else binfmt-support's way.
+    conf = BINFMT_D / f"{target.binfmt}.conf"
+    if not entry.exists() and conf.is_file() and (BINFMT / "register").exists():
+        try:
+            (BINFMT / "register").write_text(conf.read_text().strip())
+        except OSError as error:
+            log.warning("could not register %s: %s", conf, error)
     if not entry.exists() and shutil.which("update-binfmts"):
         subprocess.run(["update-binfmts", "--enable", target.binfmt], check=False, capture_output=True)
     if not entry.exists():
