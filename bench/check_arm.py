@@ -367,7 +367,7 @@ def format_results(results: Sequence[dict[str, Any]]) -> str:
             asked = "" if run["big_asked"] is None else f"{run['big_asked'][0]} / {run['big_asked'][1]}"
             rows.append([result["arch"], run["run"], "ok" if run["ok"] else "FAIL", run["items"],
                          len(run["label_mismatches"]), len(run["near_ties"]), run["max_difference"], asked,
-                         round(run["arm_seconds"], 1)])
+                         f"{run['arm_seconds']:.1f}"])
         if result["problems"]:
             rows.append([result["arch"], "environment", "FAIL", "", "", "", "", "", ""])
     return format_table(["arch", "run", "status", "clips/detections", "differing", "near ties",
@@ -423,8 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                 args.tolerance, args.work_dir))
     except (RootError, subprocess.TimeoutExpired) as error:
         parser.exit(1, f"error: {error}\n")
-    print(f"the Pi's path on Arm under qemu-user-static against x86-64 ({metadata.version('ai-edge-litert')} "
-          f"ai-edge-litert), {len(clip_keys)} test clips, tolerance {args.tolerance:.4f}; "
+    print(f"the Pi's path on Arm under qemu-user-static against x86-64 (ai-edge-litert "
+          f"{metadata.version('ai-edge-litert')}), {len(clip_keys)} test clips, tolerance {args.tolerance:.4f}; "
           f"{time.perf_counter() - started:.0f} s in all")
     print(format_results(results))
     for result in results:
