@@ -6,7 +6,8 @@ qemu-user-static, the Pi's requirements from PyPI), with the shipped Little mode
 1. ``little_client.py`` on N test clips of every label with Big unreachable
    (Little alone: each unsure clip falls back to Little's answer);
 2. the same clips against ``big_service.py`` running here on x86, on 127.0.0.1;
-3. ``little_client.py --listen`` on a 45 s stream of test clips, that Big confirming every detection.
+3. ``little_client.py --listen`` on a 45 s stream of test clips, the same Big confirming every
+   detection.
 
 The same three runs on x86 (ai-edge-litert) are the reference. Every class probability
 may differ by the tolerance (8/256 by default: the int8 kernels round differently on
@@ -72,7 +73,7 @@ DEFAULT_REPORT = REPO_ROOT / "reports" / "check_arm.json"
 STAGED = ("little_client.py", "kws", "models/little.json", "models/little.tflite", "models/little.tflite.zlib",
           "bench/__init__.py", "bench/tflite_runtime_worker.py")
 STREAM = "stream.wav"
-#: A run under emulation is some 20-50 times slower than here.
+#: Generous: a run took 10-25 s under emulation on the build machine.
 RUN_TIMEOUT_S = 1200
 
 log = logging.getLogger("check_arm")
