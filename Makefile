@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 # numpy < 2, so the shipped models are also checked with it, in a virtual environment of its own.
 TFLITE214 := .venv-tflite214
 
-.PHONY: demo test lint models
+.PHONY: demo test lint models check-arm
 
 # Runtime only (numpy, ai-edge-litert, cherrypy, paho-mqtt, ...): what the demo needs.
 $(BIN)/.runtime-installed: requirements/runtime.txt pyproject.toml
@@ -37,6 +37,12 @@ demo: $(BIN)/.runtime-installed
 
 test: $(BIN)/.all-installed $(TFLITE214)/.installed
 	$(BIN)/python -m pytest $(ARGS)
+
+# The Pi's path on its processors, arm64 and 32-bit Arm, in Debian roots run by qemu-user-static
+# (as root; needs Debian's debootstrap, qemu-user-static, binfmt-support, zstd). The roots are built
+# on first use (minutes) and kept in .arm/; `make test` runs the same check (tests/bench/test_check_arm.py).
+check-arm: $(BIN)/.all-installed
+	$(BIN)/python -m bench.check_arm $(ARGS)
 
 lint: $(BIN)/.all-installed
 	$(BIN)/ruff check .
