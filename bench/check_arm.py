@@ -60,10 +60,10 @@ from bench.arm_root import (
 from bench.bench_rest import ServiceProcess
 from bench.bench_stream import save_stream
 from bench.check_tflite_runtime import TOLERANCE
-from bench.common import LOG_FORMAT
 from kws.data.clips import DatasetError, resolve_data_dir, sample_clips, select_clips
 from kws.listen import synthetic
 from kws.reports import format_table, write_json_report
+from kws.util.logs import setup_logging
 from kws.util.net import free_tcp_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -396,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=DEFAULT_REPORT, metavar="FILE",
                         help="JSON report (default: %(default)s)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    setup_logging(logging.INFO)
     if platform.machine() != "x86_64":
         parser.exit(1, "error: the reference side of this check is x86-64; run it on an x86-64 machine\n")
     try:
