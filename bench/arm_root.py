@@ -83,12 +83,13 @@ def pinned(distribution: str) -> str:
 
 def targets() -> dict[str, ArmTarget]:
     """The two Pi processors. What ``little_client.py`` imports (clip mode and ``--listen``): numpy, a TFLite
-    interpreter, urllib3, tqdm, and zlib-ng where it has a wheel (else the stdlib's zlib inflates the model)."""
+    interpreter, requests (the Big client) with urllib3, tqdm, and zlib-ng where it has a wheel (else the
+    stdlib's zlib inflates the model)."""
     base = ("python3", "python3-venv", "ca-certificates")
     return {
         "arm64": ArmTarget(
             "arm64", "aarch64", "qemu-aarch64", base,
-            tuple(pinned(name) for name in ("numpy", "ai-edge-litert", "urllib3", "tqdm", "zlib-ng")),
+            tuple(pinned(name) for name in ("numpy", "ai-edge-litert", "requests", "urllib3", "tqdm", "zlib-ng")),
             system_site_packages=False, interpreter="ai_edge_litert",
         ),
         # tflite-runtime 2.14.0 is the last release with armv7l wheels; it needs numpy<2, which PyPI has
@@ -96,7 +97,7 @@ def targets() -> dict[str, ArmTarget]:
         # zlib-ng has no armv7l wheel either.
         "armhf": ArmTarget(
             "armhf", "armv7l", "qemu-arm", (*base, "python3-numpy"),
-            ("tflite-runtime==2.14.0", pinned("urllib3"), pinned("tqdm")),
+            ("tflite-runtime==2.14.0", pinned("requests"), pinned("urllib3"), pinned("tqdm")),
             system_site_packages=True, interpreter="tflite_runtime",
         ),
     }
