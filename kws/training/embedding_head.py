@@ -20,7 +20,6 @@ and no FeatureConfig, so every client knows what the head reads.
 from __future__ import annotations
 
 import logging
-import platform
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -39,7 +38,7 @@ from kws.training.embedding_cache import embed_cached, to_int16
 from kws.training.export import convert, tflite_predictions
 from kws.training.fitting import fit, keep_best_weights
 from kws.training.non_keywords import NoiseBank, noise_dir_of
-from kws.training.pipeline import split_accuracy
+from kws.training.pipeline import split_accuracy, training_record
 from kws.training.recipes import Recipe
 
 log = logging.getLogger(__name__)
@@ -117,34 +116,12 @@ def train_embedding_head(
         input_standardization=None,
         front_end=recipe.front_end,
         architecture={"type": recipe.architecture, **recipe.options, "parameters": int(model.count_params())},
-        training={
-            "data_dirs": [Path(d).name for d in data_dirs],
-            "training_only_dirs": [Path(d).name for d in training_only],
-            "split": "speaker hash (kws.data.splits.partition_of), 80/10/10; training-only folders all in train",
-            "train_clips": len(train_data),
-            "train_fraction": train_fraction,
-            "other_dir": Path(other_dir).name,
-            "train_clips_per_label": {
-                label: int(count) for label, count in zip(labels, np.bincount(train_data.labels, minlength=len(labels)))
-            },
-            "class_weights": {label: round(weights[index], 4) for index, label in enumerate(labels)},
-            "label_balance": "inverse-frequency class weights (kws.training.data.class_weights)",
-            "validation_clips": len(splits["validation"]),
-            "test_clips": len(splits["test"]),
-            "front_end_variants": {"clean": 1, "augmented": recipe.variants,
-                                   "drawn": "one variant per clip per epoch"},
-            "epochs_max": recipe.epochs,
-            "epochs_run": len(history.history["val_accuracy"]),
-            "batch_size": recipe.batch_size,
-            "learning_rate": recipe.learning_rate,
-            "label_smoothing": recipe.label_smoothing,
-            "augmentation": recipe.augment.to_dict(),
-            "quantization": recipe.quantization,
-            "seed": seed,
-            "tensorflow": tf.__version__,
-            "python": platform.python_version(),
-            "seconds": round(time.time() - started, 1),
-        },
+        training=training_record(
+            recipe, splits, labels, data_dirs, training_only, other_dir, train_fraction,
+            {label: round(weights[index], 4) for index, label in enumerate(labels)},
+            len(history.history["val_accuracy"]), seed, started,
+            front_end_variants={"clean": 1, "augmented": recipe.variants, "drawn": "one variant per clip per epoch"},
+        ),
         accuracy=accuracy,
         blobs=blobs,
     )

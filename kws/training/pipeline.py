@@ -134,42 +134,67 @@ def train_recipe(
         feature_config=recipe.features,
         input_standardization=standardization,
         architecture={"type": recipe.architecture, **recipe.options, "parameters": int(model.count_params())},
-        training={
-            "data_dirs": [Path(d).name for d in data_dirs],
-            "training_only_dirs": [Path(d).name for d in training_only],
-            "split": "speaker hash (kws.data.splits.partition_of), 80/10/10; training-only folders all in train",
-            "train_clips": len(train_data),
-            "train_fraction": train_fraction,
-            "other_dir": Path(other_dir).name if other_dir is not None else None,
-            "train_clips_per_label": {
-                lab: int(n) for lab, n in zip(labels, np.bincount(train_data.labels, minlength=len(labels)))
-            },
-            "class_weights": weights_by_label,
-            "label_balance": "inverse-frequency class weights (kws.training.data.class_weights)",
-            "validation_clips": len(splits["validation"]),
-            "test_clips": len(splits["test"]),
-            "epochs_max": recipe.epochs,
-            "epochs_run": len(history.history["val_accuracy"]),
-            "batch_size": recipe.batch_size,
-            "learning_rate": recipe.learning_rate,
-            "label_smoothing": recipe.label_smoothing,
-            "augmentation": recipe.augment.to_dict(),
+        training=training_record(
+            recipe, splits, labels, data_dirs, training_only, other_dir, train_fraction, weights_by_label,
+            len(history.history["val_accuracy"]), seed, started,
             **({"distillation": {**recipe.distillation.to_dict(), "teacher_sha256": teacher_sha256}}
                if recipe.distillation is not None else {}),
-            "prune_sparsity": recipe.prune_sparsity,
-            "measured_sparsity": round(weight_sparsity(model), 4),
-            "quantization": recipe.quantization,
-            "seed": seed,
-            "tensorflow": tf.__version__,
-            "python": platform.python_version(),
-            "seconds": round(time.time() - started, 1),
-        },
+            prune_sparsity=recipe.prune_sparsity,
+            measured_sparsity=round(weight_sparsity(model), 4),
+        ),
         accuracy=accuracy,
         blobs=blobs,
     )
     write_metadata(output_dir, metadata)
     log.info("%s: validation %.4f, test %.4f, %s", name, accuracy["validation"], accuracy["test"], metadata["sizes"])
     return metadata
+
+
+def training_record(
+    recipe: Recipe,
+    splits: dict[str, SplitData],
+    labels: Sequence[str],
+    data_dirs: Sequence[Path],
+    training_only: Sequence[Path],
+    other_dir: Path | None,
+    train_fraction: float,
+    class_weights_by_label: dict[str, float],
+    epochs_run: int,
+    seed: int,
+    started: float,
+    **specific: Any,
+) -> dict[str, Any]:
+    """The metadata's ``training`` section: what every recipe records (folders, clips per label and split,
+    class weights, schedule, versions, time), with what only this kind of recipe does in ``specific``."""
+    import tensorflow as tf
+
+    train = splits["train"]
+    per_label = np.bincount(train.labels, minlength=len(labels))
+    return {
+        "data_dirs": [Path(d).name for d in data_dirs],
+        "training_only_dirs": [Path(d).name for d in training_only],
+        "split": "speaker hash (kws.data.splits.partition_of), 80/10/10; training-only folders all in train",
+        "train_clips": len(train),
+        "train_fraction": train_fraction,
+        "other_dir": Path(other_dir).name if other_dir is not None else None,
+        "train_clips_per_label": {label: int(count) for label, count in zip(labels, per_label)},
+        "class_weights": class_weights_by_label,
+        "label_balance": "inverse-frequency class weights (kws.training.data.class_weights)",
+        "validation_clips": len(splits["validation"]),
+        "test_clips": len(splits["test"]),
+        "epochs_max": recipe.epochs,
+        "epochs_run": epochs_run,
+        "batch_size": recipe.batch_size,
+        "learning_rate": recipe.learning_rate,
+        "label_smoothing": recipe.label_smoothing,
+        "augmentation": recipe.augment.to_dict(),
+        **specific,
+        "quantization": recipe.quantization,
+        "seed": seed,
+        "tensorflow": tf.__version__,
+        "python": platform.python_version(),
+        "seconds": round(time.time() - started, 1),
+    }
 
 
 def split_accuracy(
