@@ -31,7 +31,7 @@ from kws.cascade.calibrate import (
     service_answerer,
 )
 from kws.cascade.sweep import DEFAULT_SWEEP_PLOT, run_sweep
-from kws.data.clips import Clip, is_keyword
+from kws.data.clips import Clip, keywords_of
 from kws.model.runtime import KeywordModel
 from kws.rest.client import BigAnswer, BigClient, BigError, BigUnavailable
 
@@ -216,11 +216,6 @@ class IncompatibleModels(Exception):
 
 class NoThreshold(Exception):
     """The Little model ships no cascade threshold, and none was given or calibrated."""
-
-
-def keywords_of(labels) -> set[str]:
-    """The keywords among a model's labels: Big and Little must agree on these, not on the refusals."""
-    return {label for label in labels if is_keyword(label)}
 
 
 def shipped_cascade(little: KeywordModel) -> dict[str, Any] | None:

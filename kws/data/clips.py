@@ -39,6 +39,11 @@ NON_KEYWORD_LABELS: tuple[str, ...] = (SILENCE, UNKNOWN)
 def is_keyword(label: str) -> bool:
     """``_silence_``, ``_unknown_`` and any other ``_label_`` name what is not a keyword."""
     return not (len(label) > 1 and label.startswith("_") and label.endswith("_"))
+
+
+def keywords_of(labels: Iterable[str]) -> set[str]:
+    """The keywords among a model's labels: what two models must agree on (their refusals may differ)."""
+    return {label for label in labels if is_keyword(label)}
 #: Where ``python dataset.py download`` puts the mini Speech Commands clips.
 DEFAULT_DATA_DIR = Path("data/mini_speech_commands")
 _REPO_ROOT = Path(__file__).resolve().parents[2]

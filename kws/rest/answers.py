@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from kws.data.clips import is_keyword
+from kws.data.clips import keywords_of
 
 #: Why an answer was not used: not JSON at all; JSON of another shape; labels other than the
 #: Pi's (or a label outside them); scores that are no probability vector over those labels.
@@ -61,10 +61,6 @@ def _field(document: dict[str, Any], name: str, kind: type | tuple[type, ...], w
     return value
 
 
-def _keywords(labels: Sequence[str]) -> set[str]:
-    return {label for label in labels if is_keyword(label)}
-
-
 def _labels(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(label, str) for label in value):
         raise AnswerError(f"{where} 'labels' must be a non-empty list of strings", "bad_answer")
@@ -103,8 +99,8 @@ def parse_prediction(body: bytes, expected_labels: Sequence[str] | None = None) 
     if not isinstance(answer, dict):
         raise AnswerError(f"answer must be a JSON object, got {type(answer).__name__}", "bad_answer")
     labels = _labels(answer.get("labels"), "answer's")
-    if expected_labels is not None and _keywords(labels) != _keywords(expected_labels):
-        theirs, ours = sorted(_keywords(labels)), sorted(_keywords(expected_labels))
+    if expected_labels is not None and keywords_of(labels) != keywords_of(expected_labels):
+        theirs, ours = sorted(keywords_of(labels)), sorted(keywords_of(expected_labels))
         raise AnswerError(f"answer is for keywords {theirs}, not {ours}", "bad_labels")
     label = _field(answer, "label", str, "a string")
     if label not in labels:

@@ -575,18 +575,14 @@ class BigClient:
 
     def encode(self, samples: np.ndarray, sample_rate: int = audio_pack.EXPECTED_SAMPLE_RATE) -> bytes:
         """The SenML pack for one clip in the negotiated payload, made as bytes (before any compression)."""
-        computed_here = (self.payload == "features" and self._features_config is not None) or (
-            self.payload == "mel" and self._front_end is not None)
-        if computed_here:
-            longest = int(audio_pack.MAX_CLIP_SECONDS * sample_rate)
-            if not 0 < len(samples) <= longest:  # what the service refuses in an audio pack, refused here
-                raise BigRejected(f"a clip of {len(samples)} samples; Big takes 1 to {longest} at {sample_rate} Hz")
         if self.payload == "mel" and self._front_end is not None:
+            _check_clip_length(samples, sample_rate)
             if sample_rate != FRONT_END_RATE:
                 raise BigRejected(f"Big's front end hears {FRONT_END_RATE} Hz clips, not {sample_rate} Hz", "rejected")
             frames = clip_log_mel(np.asarray(samples, dtype=np.int16), self._front_end)
             return mel_pack.mel_pack_body(f"{self.device}-{next(self._clip_numbers)}", frames, self._front_end)
-        if computed_here:
+        if self.payload == "features" and self._features_config is not None:
+            _check_clip_length(samples, sample_rate)
             features = compute_features(samples, self._features_config, sample_rate)
             return features_pack.features_pack_body(
                 f"{self.device}-{next(self._clip_numbers)}", features, self._features_config, encoding=FEATURES_ENCODING
@@ -637,6 +633,13 @@ def _usable_feature_config(document: Any) -> FeatureConfig:
         raise BigBadAnswer(f"feature_config asks for {config.num_frames} frames of a {config.fft_size}-point FFT "
                            "per clip, more than the Pi computes", "bad_answer")
     return config
+
+
+def _check_clip_length(samples: np.ndarray, sample_rate: int) -> None:
+    """What the service refuses in an audio pack, refused here before the Pi computes anything for Big."""
+    longest = int(audio_pack.MAX_CLIP_SECONDS * sample_rate)
+    if not 0 < len(samples) <= longest:
+        raise BigRejected(f"a clip of {len(samples)} samples; Big takes 1 to {longest} at {sample_rate} Hz", "rejected")
 
 
 def _usable_front_end(document: Any) -> FrontEndSpec:

@@ -472,3 +472,14 @@ def test_https_through_a_proxy_is_tunnelled_and_checked_end_to_end(no_proxy_envi
             assert caught.value.reason == "tls", "the certificate is checked through the tunnel too"
     finally:
         proxy.close()
+
+
+def test_a_clip_big_would_refuse_is_refused_before_anything_is_computed() -> None:
+    """An empty or overlong clip is a BigRejected (the cascade then keeps Little's answer), never a TypeError."""
+    from kws.rest.client import _check_clip_length
+
+    for samples in (np.zeros(0, np.int16), np.zeros(10 * 16_000, np.int16)):
+        with pytest.raises(BigRejected, match="Big takes 1 to") as refused:
+            _check_clip_length(samples, 16_000)
+        assert refused.value.reason == "rejected"
+    _check_clip_length(np.zeros(16_000, np.int16), 16_000)
