@@ -220,8 +220,8 @@ def features_from_records(records: list[dict[str, Any]]) -> FeaturesMessage:
     """The features pack in resolved SenML records (for a receiver that parsed the SenML already)."""
     by_name, base, clip_id = clip_records(records, FEATURES_RECORD)
     features_record = by_name[base + FEATURES_RECORD]
-    shape = shape_of(_string_value(by_name, base + SHAPE_RECORD))
-    config = config_from_json(_string_value(by_name, base + CONFIG_RECORD), f"record {base + CONFIG_RECORD!r}")
+    shape = shape_of(string_value(by_name, base + SHAPE_RECORD))
+    config = config_from_json(string_value(by_name, base + CONFIG_RECORD), f"record {base + CONFIG_RECORD!r}")
     if shape != config.shape:
         raise FeaturesPackError(f"shape {shape_text(shape)} does not match its config's {shape_text(config.shape)}")
     if "vd" not in features_record:
@@ -230,7 +230,7 @@ def features_from_records(records: list[dict[str, Any]]) -> FeaturesMessage:
         data = senml.decode_data(features_record["vd"])
     except senml.SenMLError as error:
         raise FeaturesPackError(f"features: {error}") from error
-    encoding = _string_value(by_name, base + ENCODING_RECORD) if base + ENCODING_RECORD in by_name else "float32"
+    encoding = string_value(by_name, base + ENCODING_RECORD) if base + ENCODING_RECORD in by_name else "float32"
     if encoding not in ENCODINGS:
         raise FeaturesPackError(f"encoding {encoding!r} is not one of {sorted(ENCODINGS)}")
     dtype = ENCODINGS[encoding]
@@ -241,8 +241,8 @@ def features_from_records(records: list[dict[str, Any]]) -> FeaturesMessage:
         )
     raw = np.frombuffer(data, dtype=dtype).reshape(shape)
     if encoding == "int8":
-        scale = _number_value(by_name, base + SCALE_RECORD)
-        zero_point = _number_value(by_name, base + ZERO_POINT_RECORD)
+        scale = number_value(by_name, base + SCALE_RECORD)
+        zero_point = number_value(by_name, base + ZERO_POINT_RECORD)
         if not scale > 0 or zero_point != int(zero_point) or not -128 <= zero_point <= 127:
             raise FeaturesPackError("int8 features need a positive 'scale' and an integer 'zero_point' in -128..127")
         features = ((raw.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
@@ -275,11 +275,13 @@ def _value(by_name: dict[str, dict[str, Any]], name: str, field: str, kind: str)
     return record[field]
 
 
-def _string_value(by_name: dict[str, dict[str, Any]], name: str) -> str:
+def string_value(by_name: dict[str, dict[str, Any]], name: str) -> str:
+    """The string value (``vs``) of record ``name`` of a clip pack; a FeaturesPackError when it has none."""
     return _value(by_name, name, "vs", "string")
 
 
-def _number_value(by_name: dict[str, dict[str, Any]], name: str) -> float:
+def number_value(by_name: dict[str, dict[str, Any]], name: str) -> float:
+    """The number value (``v``, a double by SenML's own checks) of record ``name``; a FeaturesPackError when none."""
     return float(_value(by_name, name, "v", "number"))
 
 

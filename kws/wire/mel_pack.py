@@ -37,8 +37,10 @@ from kws.wire.features_pack import (
     FeaturesPackError,
     check_clip_id,
     clip_records,
+    number_value,
     shape_of,
     shape_text,
+    string_value,
 )
 
 MEL_RECORD = "mel"
@@ -96,16 +98,16 @@ def is_mel_pack(records: list[dict[str, Any]]) -> bool:
 
 def mel_from_records(records: list[dict[str, Any]], spec: FrontEndSpec) -> MelMessage:
     """The mel pack in resolved SenML records, checked against the receiver's front end ``spec``."""
-    try:
+    try:  # the records every clip pack has are read as the features pack reads them
         by_name, base, clip_id = clip_records(records, MEL_RECORD)
-        shape = shape_of(_field(by_name, base + SHAPE_RECORD, "vs", str))
+        shape = shape_of(string_value(by_name, base + SHAPE_RECORD))
+        fingerprint = string_value(by_name, base + FRONT_END_RECORD)
+        top = number_value(by_name, base + TOP_RECORD)
     except FeaturesPackError as error:
         raise MelPackError(str(error)) from error
-    fingerprint = _field(by_name, base + FRONT_END_RECORD, "vs", str)
     if fingerprint != spec.fingerprint:
         raise FrontEndMismatch(f"clip {clip_id}: made for front end {fingerprint[:16]!r}, the model stands on "
                                f"{spec.fingerprint} ({spec.package} {spec.version})")
-    top = _field(by_name, base + TOP_RECORD, "v", float)
     if not math.isfinite(top) or abs(top) > MAX_TOP_DB:
         raise MelPackError(f"top {top} dB is not a clip's maximum (within ±{MAX_TOP_DB:g} dB)")
     first, end = spec.clip_rows
@@ -126,15 +128,3 @@ def mel_from_records(records: list[dict[str, Any]], spec: FrontEndSpec) -> MelMe
     frames[first:end] = dequantize_mel(QuantizedMel(codes=codes.copy(), top=top))
     return MelMessage(clip_id, frames, float(record["t"]))
 
-
-def _field(by_name: dict[str, dict[str, Any]], name: str, field: str, kind: type) -> Any:
-    """The ``field`` value of record ``name``, of ``kind``; MelPackError when it is missing or of another kind."""
-    record = by_name.get(name)
-    if record is None:
-        raise MelPackError(f"pack has no {name!r} record")
-    value = record.get(field)
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise MelPackError(f"record {name!r} must carry a {'string' if kind is str else 'number'} value {field!r}")
-    return value
