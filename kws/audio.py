@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kws.errors import KwsError
+
 #: The sample rate of Speech Commands, of the wire formats and of a live stream.
 SAMPLE_RATE = 16_000
 #: Samples in one clip: one second.
@@ -40,7 +42,7 @@ _SOUNDFILE_SUBTYPES = {"PCM_16": "16-bit", "OPUS": "Opus", "VORBIS": "Vorbis"}
 EXPECTED = f"{SAMPLE_RATE} Hz mono 16-bit PCM"
 
 
-class AudioError(ValueError):
+class AudioError(KwsError, ValueError):
     """A recording that cannot be used as it is: unreadable, empty, or not 16-bit mono 16 kHz."""
 
 

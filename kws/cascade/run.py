@@ -32,6 +32,7 @@ from kws.cascade.calibrate import (
 )
 from kws.cascade.sweep import DEFAULT_SWEEP_PLOT, run_sweep
 from kws.data.clips import Clip, keywords_of
+from kws.errors import KwsError
 from kws.model.runtime import KeywordModel
 from kws.rest.client import BigAnswer, BigClient, BigError, BigUnavailable
 
@@ -210,11 +211,11 @@ def _round(value: float) -> float:
     return round(float(value), 3)
 
 
-class IncompatibleModels(Exception):
+class IncompatibleModels(KwsError):
     """Big and Little were trained for different label sets, so Big's answers cannot stand in for Little's."""
 
 
-class NoThreshold(Exception):
+class NoThreshold(KwsError):
     """The Little model ships no cascade threshold, and none was given or calibrated."""
 
 

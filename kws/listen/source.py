@@ -23,6 +23,7 @@ from typing import BinaryIO, Protocol
 import numpy as np
 
 from kws.audio import SAMPLE_RATE, SOUNDFILE_SUFFIXES, AudioError, read_recording
+from kws.errors import KwsError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ _BYTES_PER_SAMPLE = 2
 CONVERT_HINT = "convert it first, e.g. sox IN.wav -r 16000 -c 1 -b 16 OUT.wav (or ffmpeg -i IN -ar 16000 -ac 1 OUT.wav)"
 
 
-class SourceError(Exception):
+class SourceError(KwsError):
     """A stream that cannot be opened or read; the message says why and what to do."""
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from kws.audio import SAMPLE_RATE
+from kws.errors import KwsError
 from kws.features import FeatureConfig, features_from_prepared
 from kws.model.runtime import KeywordModel
 
 
-class StreamError(ValueError):
+class StreamError(KwsError, ValueError):
     """A model or hop the stream cannot work with (the message names which and why)."""
 
 

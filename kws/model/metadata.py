@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kws.errors import KwsError
 from kws.features import FeatureConfig, InputStandardization
 from kws.frontend.spec import FrontEndError, FrontEndSpec
 
@@ -26,7 +27,7 @@ _MODEL_SUFFIXES = (".tflite.zlib", ".tflite", ".json")
 OUTPUTS = ("probabilities", "logits")
 
 
-class ModelError(Exception):
+class ModelError(KwsError):
     """A model that cannot be found, read or trusted (e.g. a sha256 mismatch)."""
 
 

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from kws.audio import SAMPLE_RATE
+from kws.errors import KwsError
 from kws.features import FeatureConfig, compute_features
 from kws.model.installed import find_model
 from kws.model.metadata import ModelError, ModelMetadata, metadata_path, model_stem, sha256_hex
@@ -47,8 +48,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exps / np.sum(exps, axis=-1, keepdims=True)
 
 
-class NonFiniteScores(ValueError):
+class NonFiniteScores(KwsError, ValueError):
     """The model's output for one input is not finite: the input lies far outside what it was trained on."""
+
+    http_status = 422
+    http_prefix = "no answer for this input"
 
 
 def interpreter_class() -> tuple[Callable[..., Any], str]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from kws.errors import KwsError
 from kws.mqtt.protocol import BrokerAddress
 from kws.mqtt.security import BrokerSecurity
 
@@ -43,7 +44,7 @@ STOP_TIMEOUT_S = 10.0
 NOISE = ("Created TensorFlow Lite XNNPACK delegate",)
 
 
-class FleetError(RuntimeError):
+class FleetError(KwsError, RuntimeError):
     """An inference client exited while it was needed."""
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from kws.errors import KwsError
 from kws.features import FeatureConfig
 from kws.util.numbers import is_finite_number
 from kws.wire.features_pack import FeaturesPackError, check_clip_id, config_from_json
@@ -47,7 +48,7 @@ PLAIN_SCHEMES = ("mqtt", "tcp")
 TLS_SCHEMES = ("mqtts", "ssl")
 
 
-class ProtocolError(ValueError):
+class ProtocolError(KwsError, ValueError):
     """A message that breaks the protocol; the text says what is wrong."""
 
 

@@ -21,12 +21,13 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kws.errors import KwsError
 from kws.mqtt.protocol import BrokerAddress
 
 log = logging.getLogger(__name__)
 
 
-class SecurityError(ValueError):
+class SecurityError(KwsError, ValueError):
     """Credentials or TLS files that cannot be used; the text names the flag."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from kws.data.clips import keywords_of
+from kws.errors import KwsError
 
 #: Why an answer was not used: not JSON at all; JSON of another shape; labels other than the
 #: Pi's (or a label outside them); scores that are no probability vector over those labels.
@@ -28,7 +29,7 @@ ANSWER_REASONS = ("not_json", "bad_answer", "bad_labels", "bad_scores")
 PROBABILITY_TOLERANCE = 1e-3
 
 
-class AnswerError(ValueError):
+class AnswerError(KwsError, ValueError):
     """An answer the Pi cannot use; ``reason`` says which kind of wrong (see :data:`ANSWER_REASONS`)."""
 
     def __init__(self, message: str, reason: str) -> None:

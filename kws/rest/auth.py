@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from kws.errors import KwsError
+
 log = logging.getLogger(__name__)
 
 #: RFC 6750's b64token: what may stand after ``Bearer``.
@@ -27,7 +29,7 @@ _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 MIN_TOKEN_CHARACTERS = 16
 
 
-class TokenFileError(ValueError):
+class TokenFileError(KwsError, ValueError):
     """The token file cannot be read or holds no usable token; the message says which."""
 
 

@@ -76,6 +76,7 @@ from urllib3.exceptions import (
 from urllib3.exceptions import SSLError as Urllib3SSLError
 from urllib3.util.retry import Retry
 
+from kws.errors import KwsError
 from kws.features import FeatureConfig, compute_features
 from kws.frontend.mel import clip_log_mel
 from kws.frontend.spec import SAMPLE_RATE as FRONT_END_RATE
@@ -124,7 +125,7 @@ FAILURE_REASONS = (
 )
 
 
-class BigError(Exception):
+class BigError(KwsError):
     """Big gave no usable answer; ``reason`` (one of :data:`FAILURE_REASONS`) says why, the text says more."""
 
     def __init__(self, message: str, reason: str) -> None:
@@ -145,7 +146,7 @@ class BigBadAnswer(BigError):
     """The Big service answered with something the Pi cannot use: too large, not JSON, not a valid answer."""
 
 
-class UnusableProxy(ValueError):
+class UnusableProxy(KwsError, ValueError):
     """The environment names a proxy for the service that this client cannot speak (SOCKS, no host)."""
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import zlib
 
+from kws.errors import KwsError
+
 #: Request codings the service decodes, in the order a client should prefer them.
 REQUEST_ENCODINGS = ("deflate", "gzip")
 #: What a client may be told to do: compress when the service takes it (auto), always, or never.
@@ -33,13 +35,13 @@ DEFLATE_LEVEL = 6
 _WINDOW_BITS = {"deflate": 15, "gzip": 31}
 
 
-class EncodingError(ValueError):
+class EncodingError(KwsError, ValueError):
     """A body that is not what its ``Content-Encoding`` says, or one the service does not take."""
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
-        self.status = status
-        """The HTTP status to answer: 400 (broken data), 413 (too large once decoded), 415 (unknown coding)."""
+        self.http_status = status
+        """400 (broken data), 413 (too large once decoded) or 415 (unknown coding)."""
 
 
 def compress(body: bytes, encoding: str = "deflate", level: int = DEFLATE_LEVEL) -> bytes:

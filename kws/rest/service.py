@@ -62,7 +62,8 @@ from typing import Any
 import cherrypy
 import numpy as np
 
-from kws.model.runtime import KeywordModel, NonFiniteScores, load_model
+from kws.errors import KwsError
+from kws.model.runtime import KeywordModel, load_model
 from kws.rest import compression
 from kws.rest.auth import require_bearer_token
 from kws.rest.metrics import PROMETHEUS_CONTENT_TYPE, HttpMetrics, metrics_middleware
@@ -87,12 +88,16 @@ PROTECTED_PATHS = ("/predict",)
 PAYLOADS = ("pcm", "features", "mel")
 
 
-class WrongPayload(ValueError):
+class WrongPayload(KwsError, ValueError):
     """A valid pack of a kind this model does not read (features for a head on the front end, or the reverse)."""
 
+    http_status = 422
 
-class ModelNotLoaded(RuntimeError):
+
+class ModelNotLoaded(KwsError, RuntimeError):
     """The model is asked for before :meth:`BigService.load` has finished."""
+
+    http_status = 503
 
 
 class BigService:
@@ -199,27 +204,18 @@ def _respond_json(document: Any) -> bytes:
 
 @contextlib.contextmanager
 def _http_errors() -> Iterator[None]:
-    """Turn what the service and the pack decoder raise into the HTTP statuses of the module docstring."""
+    """Turn what the service and the pack decoders raise into the HTTP statuses of the module docstring.
+
+    Each error says its own status and what it means to the client (:class:`~kws.errors.KwsError`), so
+    this is the one place they meet HTTP. One the service did not expect (500) goes on to CherryPy as it
+    is: the internal-error hook logs its traceback and tells the client little.
+    """
     try:
         yield
-    except senml.SenMLError as error:
-        raise cherrypy.HTTPError(400, f"not a valid SenML pack: {error}") from error
-    except audio_pack.AudioPackError as error:
-        raise cherrypy.HTTPError(422, f"not a usable audio pack: {error}") from error
-    except features_pack.ConfigMismatch as error:
-        raise cherrypy.HTTPError(422, f"features made for another model: {error}") from error
-    except features_pack.FeaturesPackError as error:
-        raise cherrypy.HTTPError(422, f"not a usable features pack: {error}") from error
-    except NonFiniteScores as error:
-        raise cherrypy.HTTPError(422, f"no answer for this input: {error}") from error
-    except mel_pack.FrontEndMismatch as error:
-        raise cherrypy.HTTPError(422, f"mel frames made for another front end: {error}") from error
-    except mel_pack.MelPackError as error:
-        raise cherrypy.HTTPError(422, f"not a usable mel pack: {error}") from error
-    except WrongPayload as error:
-        raise cherrypy.HTTPError(422, str(error)) from error
-    except ModelNotLoaded as error:
-        raise cherrypy.HTTPError(503, str(error)) from error
+    except KwsError as error:
+        if error.http_status == 500:
+            raise
+        raise cherrypy.HTTPError(error.http_status, error.http_message()) from error
 
 
 class Endpoints:
@@ -232,9 +228,8 @@ class Endpoints:
     @cherrypy.expose
     @cherrypy.tools.allow(methods=["POST"])
     def predict(self) -> bytes:
-        body = self._read_senml_body()
         with _http_errors():
-            records = senml.loads(body)
+            records = senml.loads(self._read_senml_body())
             front_end = self.service.model.metadata.front_end
             if mel_pack.is_mel_pack(records):
                 if front_end is None:
@@ -251,6 +246,7 @@ class Endpoints:
             return _respond_json(self.service.predict(clip))
 
     def _read_senml_body(self) -> bytes:
+        """The request's body, its coding undone, within the body limit (inside :func:`_http_errors`)."""
         request = cherrypy.serving.request
         media_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if media_type != senml.MEDIA_TYPE:
@@ -261,17 +257,14 @@ class Endpoints:
             raise cherrypy.HTTPError(413, f"body of {declared} bytes is over the {limit}-byte limit")
         try:
             encoding = compression.request_encoding(request.headers.get("Content-Encoding"))
-        except compression.EncodingError as error:
+        except compression.EncodingError:
             # RFC 7694: a 415 for a request coding says in Accept-Encoding which codings would do.
             cherrypy.serving.response.headers["Accept-Encoding"] = ", ".join(compression.REQUEST_ENCODINGS)
-            raise cherrypy.HTTPError(error.status, str(error)) from error
+            raise
         body = request.body.read(limit + 1)  # also bounds chunked bodies, which declare no length
         if len(body) > limit:
             raise cherrypy.HTTPError(413, f"body is over the {limit}-byte limit")
-        try:
-            return compression.decompress(body, encoding, limit)  # decoded, it is held to the same limit
-        except compression.EncodingError as error:
-            raise cherrypy.HTTPError(error.status, str(error)) from error
+        return compression.decompress(body, encoding, limit)  # decoded, it is held to the same limit
 
     @cherrypy.expose
     @cherrypy.tools.allow(methods=["GET", "HEAD"])

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from kws.audio import SAMPLE_RATE
+from kws.errors import KwsError
 from kws.wire import senml
 
 AUDIO_RECORD = "audio"
@@ -42,8 +43,11 @@ _PCM_DTYPE = np.dtype("<i2")
 _DEVICE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-._]*")
 
 
-class AudioPackError(ValueError):
+class AudioPackError(KwsError, ValueError):
     """A valid SenML pack that is not one acceptable clip; the message says why."""
+
+    http_status = 422
+    http_prefix = "not a usable audio pack"
 
 
 @dataclass(frozen=True)

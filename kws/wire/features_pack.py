@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from kws.errors import KwsError
 from kws.features import FeatureConfig
 from kws.wire import senml
 
@@ -63,12 +64,17 @@ IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SHAPE = re.compile(r"([1-9][0-9]{0,5})x([1-9][0-9]{0,5})")
 
 
-class FeaturesPackError(ValueError):
+class FeaturesPackError(KwsError, ValueError):
     """A features pack that cannot be used; the text says what is wrong."""
+
+    http_status = 422
+    http_prefix = "not a usable features pack"
 
 
 class ConfigMismatch(FeaturesPackError):
     """A valid features pack made with another FeatureConfig than the receiver's model."""
+
+    http_prefix = "features made for another model"
 
 
 def check_clip_id(value: str, what: str = "clip id") -> str:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from kws.errors import KwsError
 from kws.frontend.quantize import QuantizedMel, dequantize_mel, quantize_mel
 from kws.frontend.spec import FrontEndSpec
 from kws.wire import senml
@@ -51,12 +52,17 @@ TOP_RECORD = "top"
 MAX_TOP_DB = 200.0
 
 
-class MelPackError(ValueError):
+class MelPackError(KwsError, ValueError):
     """A mel pack that cannot be used; the text says what is wrong."""
+
+    http_status = 422
+    http_prefix = "not a usable mel pack"
 
 
 class FrontEndMismatch(MelPackError):
     """A valid mel pack made for another front end than the receiver's model stands on."""
+
+    http_prefix = "mel frames made for another front end"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kws.errors import KwsError
 from kws.util.numbers import is_finite_number
 
 #: The SenML version this module implements (RFC 8428); packs with a higher ``bver`` are refused.
@@ -54,8 +55,11 @@ _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 
 
-class SenMLError(ValueError):
+class SenMLError(KwsError, ValueError):
     """A pack that breaks RFC 8428; the message says exactly what and where."""
+
+    http_status = 400
+    http_prefix = "not a valid SenML pack"
 
 
 # --------------------------------------------------------------------------- #

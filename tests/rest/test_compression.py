@@ -33,14 +33,14 @@ def test_a_body_of_exactly_the_limit_passes_and_one_byte_more_is_413() -> None:
     assert compression.decompress(coded, "deflate", limit=len(BODY)) == BODY
     with pytest.raises(EncodingError, match=f"over the {len(BODY) - 1}-byte limit") as caught:
         compression.decompress(coded, "deflate", limit=len(BODY) - 1)
-    assert caught.value.status == 413
+    assert caught.value.http_status == 413
 
 
 def test_a_bomb_is_refused_without_inflating_it() -> None:
     bomb = compression.compress(b"\0" * 200_000_000)  # 200 MB in about 200 KB
     with pytest.raises(EncodingError) as caught:
         compression.decompress(bomb, "deflate", limit=65_536)
-    assert caught.value.status == 413
+    assert caught.value.http_status == 413
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_a_bomb_is_refused_without_inflating_it() -> None:
 def test_broken_data_is_400(coded: bytes, complaint: str) -> None:
     with pytest.raises(EncodingError, match=complaint) as caught:
         compression.decompress(coded, "deflate", limit=len(BODY))
-    assert caught.value.status == 400
+    assert caught.value.http_status == 400
 
 
 @pytest.mark.parametrize(("header", "coding"), [(None, "identity"), ("", "identity"), ("identity", "identity"),
@@ -68,7 +68,7 @@ def test_the_header_names_one_coding(header: str | None, coding: str) -> None:
 def test_other_and_stacked_codings_are_415(header: str) -> None:
     with pytest.raises(EncodingError, match="deflate, gzip") as caught:
         compression.request_encoding(header)
-    assert caught.value.status == 415
+    assert caught.value.http_status == 415
 
 
 def test_identity_is_passed_through_untouched() -> None:

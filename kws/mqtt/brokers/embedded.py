@@ -23,6 +23,7 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
+from kws.errors import KwsError
 from kws.mqtt.protocol import BrokerAddress
 from kws.util.net import free_tcp_port
 
@@ -43,7 +44,7 @@ def broker_config(host: str, port: int) -> dict[str, Any]:
     }
 
 
-class BrokerStartError(ConnectionError):
+class BrokerStartError(KwsError, ConnectionError):
     """The embedded broker could not start (its port is taken, most often); the message says what to do."""
 
 
