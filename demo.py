@@ -34,7 +34,6 @@ from typing import Any
 from kws.cascade.run import SessionSettings, format_run_summary, run_session
 from kws.data.clips import DEFAULT_DATA_DIR, DatasetError, locate_data_dir, select_clips
 from kws.data.download import download
-from kws.listen.demo import format_demo, run_stream_demo
 from kws.model.metadata import ModelError
 from kws.model.runtime import load_model
 from kws.mqtt.report import format_summary
@@ -42,6 +41,7 @@ from kws.mqtt.session import CooperativeOptions, run_cooperative
 from kws.reports import write_json_report
 from kws.rest.client import BigClient
 from kws.rest.service import BigService, start_server
+from kws.tuning.stream_demo import format_demo, run_stream_demo
 from kws.util.logs import setup_logging
 
 log = logging.getLogger("demo")

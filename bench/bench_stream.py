@@ -3,7 +3,7 @@
 For each room (quiet, about -42 dBFS of noise; noisy, about -27 dBFS) a stream is built
 from the **test** split (every keyword clip, the other words of test speakers from
 speech_commands_other, pauses of 1-2.5 s, then noise alone from the test half of each
-_background_noise_ recording; kws/listen/synthetic.py). It is heard by the live listener
+_background_noise_ recording; kws/listen/stream_synthesis.py). It is heard by the live listener
 (kws/listen/listener.py), Little alone and Little with the real Big service over HTTP
 confirming its uncertain band, with the parameters in the Little model's metadata. The
 issue's obvious window (3 windows, 0.9, 1 s quiet) is shown beside them for Little and
@@ -36,18 +36,18 @@ import numpy as np
 from kws.audio import SAMPLE_RATE
 from kws.data import DatasetError
 from kws.data.clips import resolve_data_dir
-from kws.listen import synthetic
 from kws.listen.confirm import BigConfirmer
-from kws.listen.offline import Track, judge_tracks, make_track
 from kws.listen.params import DEFAULTS, ListenParams, params_from_metadata
 from kws.listen.report import listen_report
-from kws.listen.scoring import TARGETS, StreamScore, meets_targets
-from kws.listen.trial import listen_to
 from kws.model.metadata import ModelError
 from kws.model.runtime import KeywordModel, load_model
 from kws.reports import format_table, write_json_report
 from kws.rest.client import BigClient
 from kws.rest.service import BigService, start_server
+from kws.tuning import stream_synthesis
+from kws.tuning.stream_replay import Track, judge_tracks, make_track
+from kws.tuning.stream_scoring import TARGETS, StreamScore, meets_targets
+from kws.tuning.stream_trial import listen_to
 from kws.util.logs import setup_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -82,8 +82,8 @@ def det_curve(track: Track, params: ListenParams) -> list[dict[str, float]]:
     return points
 
 
-def bench_room(room: str, stream: synthetic.SyntheticStream, little: KeywordModel, big: KeywordModel, big_url: str,
-               params: ListenParams, alone: ListenParams) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def bench_room(room: str, stream: stream_synthesis.SyntheticStream, little: KeywordModel, big: KeywordModel,
+               big_url: str, params: ListenParams, alone: ListenParams) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The live runs and the replayed baselines of one room, and its DET curves."""
     rows = []
     stats, result = listen_to(stream, little, alone, name=room)
@@ -164,7 +164,7 @@ def plot_det(curves: dict[str, dict[str, list[dict[str, float]]]], rows: Sequenc
     plt.close(figure)
 
 
-def save_stream(stream: synthetic.SyntheticStream, stem: Path) -> None:
+def save_stream(stream: stream_synthesis.SyntheticStream, stem: Path) -> None:
     """``<stem>.wav`` (16 kHz mono 16-bit) and ``<stem>.json``: the words, with where each is voiced, in seconds."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(stem.with_suffix(".wav")), "wb") as wav:
@@ -208,8 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--noise-minutes must be positive and --limit at least 2")
     try:
         data_dirs = args.data_dir or [resolve_data_dir(None)]
-        material = synthetic.load_material(data_dirs, args.other_dir or synthetic.other_words_dir(data_dirs[0]),
-                                           args.split)
+        other_dir = args.other_dir or stream_synthesis.other_words_dir(data_dirs[0])
+        material = stream_synthesis.load_material(data_dirs, other_dir, args.split)
         little = load_model(args.little, prefer="zlib")
         big = load_model(args.big, prefer="tflite")
         params, origin = params_from_metadata(little.metadata.raw)
@@ -226,8 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     curves: dict[str, Any] = {}
     streams: dict[str, Any] = {}
     with start_server(service, port=0, threads=2) as server:
-        for offset, (room, level) in enumerate(synthetic.NOISE_LEVELS_DBFS.items()):
-            stream = synthetic.build_stream(material, level, 60 * args.noise_minutes, seed=args.seed + offset)
+        for offset, (room, level) in enumerate(stream_synthesis.NOISE_LEVELS_DBFS.items()):
+            stream = stream_synthesis.build_stream(material, level, 60 * args.noise_minutes, seed=args.seed + offset)
             streams[room] = stream.description
             if args.save_streams:
                 save_stream(stream, args.save_streams / room)

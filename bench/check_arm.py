@@ -61,8 +61,8 @@ from bench.bench_rest import ServiceProcess
 from bench.bench_stream import save_stream
 from bench.check_tflite_runtime import TOLERANCE
 from kws.data.clips import DatasetError, resolve_data_dir, sample_clips, select_clips
-from kws.listen import synthetic
 from kws.reports import format_table, write_json_report
+from kws.tuning import stream_synthesis
 from kws.util.logs import setup_logging
 from kws.util.net import free_tcp_port
 
@@ -259,8 +259,8 @@ def stage(target_dir: Path, data_dir: Path, clips_per_label: int) -> list[str]:
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(clip.path, destination)
     # Two clips of each keyword, with pauses over faint noise, then 3 s of noise alone: about 45 s.
-    material = synthetic.Material(keywords=sample_clips(clips, 2), others=[], noises=[])
-    save_stream(synthetic.build_stream(material, level_dbfs=-60.0, noise_s=3.0, seed=5),
+    material = stream_synthesis.Material(keywords=sample_clips(clips, 2), others=[], noises=[])
+    save_stream(stream_synthesis.build_stream(material, level_dbfs=-60.0, noise_s=3.0, seed=5),
                 (target_dir / STREAM).with_suffix(""))
     return [clip.key for clip in clips]
 

@@ -20,8 +20,8 @@ import pytest
 
 from kws.audio import SAMPLE_RATE, read_clip
 from kws.data.clips import DATA_DIR_VARIABLE, DEFAULT_LABELS, LOCAL_DATA_DIRS, Clip, locate_data_dir, select_clips
-from kws.listen import synthetic
 from kws.model.runtime import KeywordModel, load_model
+from kws.tuning import stream_synthesis
 from kws.util.net import free_tcp_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def little_model(shipped_model) -> KeywordModel:
 
 @pytest.fixture(scope="session")
 def other_dir(data_dir: Path) -> Path:
-    found = synthetic.other_words_dir(data_dir)
+    found = stream_synthesis.other_words_dir(data_dir)
     if not found.is_dir():
         pytest.skip(f"no other words at {found}")
     return found
@@ -180,10 +180,10 @@ def sure_clips(data_dir: Path, little_model: KeywordModel) -> list[Clip]:
 
 
 @pytest.fixture(scope="session")
-def sure_stream(sure_clips: list[Clip]) -> synthetic.SyntheticStream:
+def sure_stream(sure_clips: list[Clip]) -> stream_synthesis.SyntheticStream:
     """The sure clips, twice over, with pauses over faint noise, then 5 s of noise alone."""
-    material = synthetic.Material(keywords=sure_clips + sure_clips, others=[], noises=[])
-    return synthetic.build_stream(material, level_dbfs=FAINT_DBFS, noise_s=5.0, seed=3)
+    material = stream_synthesis.Material(keywords=sure_clips + sure_clips, others=[], noises=[])
+    return stream_synthesis.build_stream(material, level_dbfs=FAINT_DBFS, noise_s=5.0, seed=3)
 
 
 def interrupt_script(script: str, *args: str, once: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -221,7 +221,7 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE, channels
 
 
 @pytest.fixture
-def sure_wav(sure_stream: synthetic.SyntheticStream, tmp_path: Path) -> Path:
+def sure_wav(sure_stream: stream_synthesis.SyntheticStream, tmp_path: Path) -> Path:
     return write_wav(tmp_path / "stream.wav", sure_stream.samples)
 
 

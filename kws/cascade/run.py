@@ -22,7 +22,11 @@ from tqdm import tqdm
 
 from kws.audio import AudioError, read_clip
 from kws.cascade import rule
-from kws.cascade.calibrate import (
+from kws.data.clips import Clip, keywords_of
+from kws.errors import KwsError
+from kws.model.runtime import KeywordModel
+from kws.rest.client import BigAnswer, BigClient, BigError, BigUnavailable
+from kws.tuning.cascade_calibration import (
     CALIBRATION_SPLIT,
     Calibration,
     big_identity,
@@ -30,11 +34,7 @@ from kws.cascade.calibrate import (
     little_probabilities,
     service_answerer,
 )
-from kws.cascade.sweep import DEFAULT_SWEEP_PLOT, run_sweep
-from kws.data.clips import Clip, keywords_of
-from kws.errors import KwsError
-from kws.model.runtime import KeywordModel
-from kws.rest.client import BigAnswer, BigClient, BigError, BigUnavailable
+from kws.tuning.cascade_sweep import DEFAULT_SWEEP_PLOT, run_sweep
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,6 @@ from pathlib import Path
 
 from kws.audio import AudioError
 from kws.cascade.run import IncompatibleModels, NoThreshold, SessionSettings, format_run_summary, run_session
-from kws.cascade.sweep import DEFAULT_SWEEP_PLOT, DEFAULT_SWEEP_REPORT, format_sweep_table
 from kws.data.clips import DatasetError, clips_from_paths, resolve_data_dir, select_clips
 from kws.listen.options import add_listen_arguments, run_listen, wants_listen
 from kws.model.metadata import ModelError, copy_with_section
@@ -44,6 +43,7 @@ from kws.model.runtime import load_model
 from kws.reports import write_json_report
 from kws.rest.client import BigBadAnswer, BigRejected, BigUnavailable
 from kws.rest.options import add_big_client_arguments, big_client_from_args, check_big_client_arguments
+from kws.tuning.cascade_sweep import DEFAULT_SWEEP_PLOT, DEFAULT_SWEEP_REPORT, format_sweep_table
 from kws.util.logs import progress_wanted, setup_logging
 
 

@@ -8,6 +8,6 @@ after a detection; :mod:`~kws.listen.confirm` asks Big about detections in Littl
 uncertain band; :mod:`~kws.listen.listener` runs that loop and
 :mod:`~kws.listen.report` sums it up. The parameters live in the Little model's
 metadata (``listen`` section, :mod:`~kws.listen.params`), chosen on validation
-speakers by :mod:`~kws.listen.calibrate` on streams built by
-:mod:`~kws.listen.synthetic` and judged by :mod:`~kws.listen.scoring`.
+speakers by :mod:`~kws.tuning.listen_calibration` on streams built by
+:mod:`~kws.tuning.stream_synthesis` and judged by :mod:`~kws.tuning.stream_scoring`.
 """

@@ -64,7 +64,7 @@ def add_listen_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
         "or on Ctrl-C; --report writes JSON. Detections scoring below --confirm-below go to Big (--service), which "
         "confirms, corrects or rejects them; when Big cannot answer, Little's detection stands. The parameters come "
         "from the Little model's metadata (its listen section, chosen on validation speakers by python -m "
-        "kws.listen.calibrate; without one: 3 windows, 0.9, 1 s, Big below 0.95); each flag overrides one.",
+        "kws.tuning.listen_calibration; without one: 3 windows, 0.9, 1 s, Big below 0.95); each flag overrides one.",
     )
     group.add_argument(
         "--listen", metavar="SOURCE",

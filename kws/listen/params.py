@@ -1,6 +1,6 @@
 """The stream parameters: defaults, the model's calibrated ``listen`` section, and flags over both.
 
-One source of truth: :mod:`kws.listen.calibrate` writes the parameters into the Little
+One source of truth: :mod:`kws.tuning.listen_calibration` writes the parameters into the Little
 model's metadata beside its features (``models/little.json``, section ``listen``), and
 every listener reads them from there. A model without the section gets
 :data:`DEFAULTS`, the obvious sliding window (1 s window every 100 ms, three windows

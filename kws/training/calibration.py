@@ -1,7 +1,7 @@
 """The export step after training Little or Big: what ships in ``little.json`` beside the model.
 
-The cascade threshold (:mod:`kws.cascade.calibrate`) and the stream parameters
-(:mod:`kws.listen.calibrate`) are chosen on validation speakers against the Big model
+The cascade threshold (:mod:`kws.tuning.cascade_calibration`) and the stream parameters
+(:mod:`kws.tuning.listen_calibration`) are chosen on validation speakers against the Big model
 Little will be paired with, so they are calibrated whenever either model changes.
 No TensorFlow is needed here.
 """
@@ -12,8 +12,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from kws.cascade.calibrate import calibrate_export as calibrate_cascade
-from kws.listen.calibrate import calibrate_export as calibrate_listening
+from kws.tuning.cascade_calibration import calibrate_export as calibrate_cascade
+from kws.tuning.listen_calibration import calibrate_export as calibrate_listening
 
 log = logging.getLogger(__name__)
 

@@ -96,7 +96,7 @@ def test_export_writes_the_cascade_section_against_the_paired_big(shipped_model,
     import json
     import shutil
 
-    from kws.cascade.calibrate import calibrate_export
+    from kws.tuning.cascade_calibration import calibrate_export
 
     for stem in (shipped_model("little"), shipped_model("big")):
         for path in stem.parent.glob(stem.name + ".*"):

@@ -16,14 +16,14 @@ import pytest
 
 from bench.broken_big import EXPECTED_REASON, BrokenBig, all_broken
 from kws.audio import read_clip
-from kws.cascade.calibrate import CALIBRATION_SPLIT, calibrate, service_answerer
 from kws.cascade.run import run_cascade, summarize
-from kws.cascade.sweep import SWEEP_THRESHOLDS
 from kws.data.clips import select_clips
 from kws.data.splits import partition_of
 from kws.model.runtime import load_model
 from kws.rest.client import BigClient
 from kws.rest.service import BigService, ServerHandle, start_server
+from kws.tuning.cascade_calibration import CALIBRATION_SPLIT, calibrate, service_answerer
+from kws.tuning.cascade_sweep import SWEEP_THRESHOLDS
 from kws.util.net import free_tcp_port
 
 

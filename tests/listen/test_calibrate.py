@@ -1,4 +1,4 @@
-"""kws.listen.calibrate: parameters chosen on validation streams by the rule, written into the model's metadata."""
+"""kws.tuning.listen_calibration: parameters chosen on validation streams by the rule, written into the metadata."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from kws.data.clips import select_clips
-from kws.listen import calibrate, synthetic
-from kws.listen.offline import judge_tracks
 from kws.listen.params import DEFAULTS, params_from_metadata
-from kws.listen.scoring import cost
 from kws.model.runtime import load_model
+from kws.tuning import listen_calibration, stream_synthesis
+from kws.tuning.stream_replay import judge_tracks
+from kws.tuning.stream_scoring import cost
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def small_other_dir(other_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     for clip in select_clips(other_dir, "validation", words)[::12]:
         (target / clip.label).mkdir(exist_ok=True)
         shutil.copyfile(clip.path, target / clip.key)
-    shutil.copytree(other_dir / synthetic.NOISE_FOLDER, target / synthetic.NOISE_FOLDER)
+    shutil.copytree(other_dir / stream_synthesis.NOISE_FOLDER, target / stream_synthesis.NOISE_FOLDER)
     return target
 
 
@@ -39,8 +39,8 @@ def model_copy(shipped_model, tmp_path: Path) -> Path:
 def test_the_rule_picks_the_cheapest_set_on_validation(little_model, shipped_model, small_dataset,
                                                        small_other_dir) -> None:
     big = load_model(shipped_model("big"))
-    tracks = calibrate.build_tracks(little_model, big, [small_dataset], small_other_dir, noise_s=30.0, seed=0)
-    section = calibrate.choose(tracks, little_model, big, {"data_dirs": [str(small_dataset)]})
+    tracks = listen_calibration.build_tracks(little_model, big, [small_dataset], small_other_dir, noise_s=30.0, seed=0)
+    section = listen_calibration.choose(tracks, little_model, big, {"data_dirs": [str(small_dataset)]})
     chosen, _ = params_from_metadata({"listen": section})
     alone, _ = params_from_metadata({"listen": section}, little_only=True)
     everything = list(tracks.values())
@@ -64,13 +64,13 @@ def test_the_command_writes_the_section_and_the_model_still_loads(model_copy, sh
     args = ["--model", str(model_copy), "--big", str(shipped_model("big")), "--data-dir", str(small_dataset),
             "--other-dir", str(small_other_dir), "--noise-minutes", "0.5"]
     before = model_copy.with_suffix(".json").read_text()
-    assert calibrate.main([*args, "--dry-run"]) == 0
+    assert listen_calibration.main([*args, "--dry-run"]) == 0
     assert model_copy.with_suffix(".json").read_text() == before
-    assert calibrate.main(args) == 0
+    assert listen_calibration.main(args) == 0
     assert "listen section written" in capsys.readouterr().out
     model = load_model(model_copy, prefer="zlib")
     section = json.loads(model_copy.with_suffix(".json").read_text())["listen"]
     assert params_from_metadata(model.metadata.raw) == (params_from_metadata({"listen": section})[0],
                                                         "the model's listen section")
-    assert section["calibration"]["command"].startswith("python -m kws.listen.calibrate --model")
+    assert section["calibration"]["command"].startswith("python -m kws.tuning.listen_calibration --model")
     assert json.loads(before)["sha256"] == json.loads(model_copy.with_suffix(".json").read_text())["sha256"]

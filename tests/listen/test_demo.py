@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kws.listen.demo import DEMO_KEYWORDS, format_demo, run_stream_demo
+from kws.tuning.stream_demo import DEMO_KEYWORDS, format_demo, run_stream_demo
 
 
 def test_the_demo_stream_reports_what_it_printed(data_dir, models_dir) -> None:

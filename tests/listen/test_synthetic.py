@@ -7,33 +7,34 @@ import pytest
 
 from kws.audio import SAMPLE_RATE, read_clip, read_recording
 from kws.data.splits import partition_of
-from kws.listen import synthetic
-from kws.listen.scoring import StreamScore, cost, meets_targets, score
-from kws.listen.synthetic import KEYWORD, OTHER, Event, SyntheticStream
+from kws.tuning import stream_synthesis
+from kws.tuning.stream_scoring import StreamScore, cost, meets_targets, score
+from kws.tuning.stream_synthesis import KEYWORD, OTHER, Event, SyntheticStream
 
 
 @pytest.fixture(scope="module")
-def material(data_dir, other_dir) -> synthetic.Material:
-    found = synthetic.load_material([data_dir], other_dir, "test")
+def material(data_dir, other_dir) -> stream_synthesis.Material:
+    found = stream_synthesis.load_material([data_dir], other_dir, "test")
     found.keywords, found.others = found.keywords[::20], found.others[::20]
     return found
 
 
 def test_material_follows_the_speaker_split_and_noise_halves(data_dir, other_dir) -> None:
-    test = synthetic.load_material([data_dir], other_dir, "test")
-    validation = synthetic.load_material([data_dir], other_dir, "validation")
+    test = stream_synthesis.load_material([data_dir], other_dir, "test")
+    validation = stream_synthesis.load_material([data_dir], other_dir, "validation")
     for clips, split in ((test.keywords + test.others, "test"),
                          (validation.keywords + validation.others, "validation")):
         assert clips and all(partition_of(clip.speaker) == split for clip in clips)
-    assert {clip.label for clip in test.others}.isdisjoint({synthetic.NOISE_FOLDER, *(c.label for c in test.keywords)})
+    keyword_labels = {clip.label for clip in test.keywords}
+    assert {clip.label for clip in test.others}.isdisjoint({stream_synthesis.NOISE_FOLDER, *keyword_labels})
     for (name, second_half), (_, first_half) in zip(test.noises, validation.noises):
-        whole = read_recording(other_dir / synthetic.NOISE_FOLDER / name).astype(np.float32) / 32768.0
+        whole = read_recording(other_dir / stream_synthesis.NOISE_FOLDER / name).astype(np.float32) / 32768.0
         np.testing.assert_array_equal(np.concatenate([first_half, second_half]), whole[: first_half.size
                                                                                          + second_half.size])
 
 
 def test_a_stream_holds_its_events_and_noise_at_the_level(material) -> None:
-    stream = synthetic.build_stream(material, level_dbfs=-35.0, noise_s=20.0, seed=5)
+    stream = stream_synthesis.build_stream(material, level_dbfs=-35.0, noise_s=20.0, seed=5)
     assert len(stream.events) == len(material.keywords) + len(material.others)
     assert {event.kind for event in stream.events} == {KEYWORD, OTHER}
     events = sorted(stream.events, key=lambda event: event.start)
@@ -44,11 +45,11 @@ def test_a_stream_holds_its_events_and_noise_at_the_level(material) -> None:
     assert 20 * np.log10(np.sqrt(np.mean(alone**2))) == pytest.approx(-35.0, abs=1.0)
     first = events[0]
     clip = read_clip(next(c for c in material.keywords + material.others if c.key == first.clip).path)
-    start, end = synthetic.voiced_span(clip)
+    start, end = stream_synthesis.voiced_span(clip)
     loud = stream.samples[first.start : first.end].astype(np.float64)
     assert np.sqrt(np.mean(loud**2)) > 3 * np.sqrt(np.mean((alone * 32768) ** 2))  # the word is there
     assert first.end - first.start == end - start
-    again = synthetic.build_stream(material, level_dbfs=-35.0, noise_s=20.0, seed=5)
+    again = stream_synthesis.build_stream(material, level_dbfs=-35.0, noise_s=20.0, seed=5)
     np.testing.assert_array_equal(again.samples, stream.samples)
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from kws.audio import SAMPLE_RATE
-from kws.listen.synthetic import KEYWORD, SyntheticStream
+from kws.tuning.stream_synthesis import KEYWORD, SyntheticStream
 
 #: How long after a word's end a detection still belongs to it.
 LATE_S = 1.0

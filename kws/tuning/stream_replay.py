@@ -20,10 +20,10 @@ from kws.listen.confirm import Verdict, judge
 from kws.listen.detector import Candidate, replay, smoothed_track
 from kws.listen.listener import Trace, settle
 from kws.listen.params import ListenParams
-from kws.listen.scoring import StreamScore, score
 from kws.listen.stream import hop_probabilities
-from kws.listen.synthetic import SyntheticStream
 from kws.model.runtime import KeywordModel
+from kws.tuning.stream_scoring import StreamScore, score
+from kws.tuning.stream_synthesis import SyntheticStream
 
 
 @dataclass

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from kws.cascade import rule
-from kws.cascade.calibrate import Paired, big_input, predict_both, service_answerer
 from kws.data.clips import Clip
 from kws.model.runtime import KeywordModel
 from kws.reports import format_table
 from kws.rest.client import BigClient
+from kws.tuning.cascade_calibration import Paired, big_input, predict_both, service_answerer
 
 DEFAULT_SWEEP_REPORT = Path("reports/little_sweep.json")
 DEFAULT_SWEEP_PLOT = Path("reports/little_sweep.png")

@@ -1,16 +1,16 @@
 """Choose the stream parameters on validation speakers and write them into the Little model's metadata.
 
-    python -m kws.listen.calibrate --model models/little --big models/big \\
+    python -m kws.tuning.listen_calibration --model models/little --big models/big \\
         --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra \\
         --data-dir ../shared/data/speech_commands_more
 
 Two streams are built from the **validation** split, never test (keywords, other words
 of validation speakers, pauses, then noise alone from the validation half of each noise
-recording; one quiet room, one noisy room: :mod:`kws.listen.synthetic`). Little and Big
+recording; one quiet room, one noisy room: :mod:`kws.tuning.stream_synthesis`). Little and Big
 hear every window once; every parameter set is then replayed offline with the
-listener's own code (:mod:`kws.listen.offline`) and scored (:mod:`kws.listen.scoring`).
+listener's own code (:mod:`kws.tuning.stream_replay`) and scored (:mod:`kws.tuning.stream_scoring`).
 
-The rule: the lowest :func:`~kws.listen.scoring.cost` (each kind of error in units of its
+The rule: the lowest :func:`~kws.tuning.stream_scoring.cost` (each kind of error in units of its
 target: misses and wrong labels per 5 % of keywords, other words firing per 2 %, false
 alarms per 0.5 an hour of noise), over both rooms together; for the cascade, among the
 sets that ask Big about at most a fifth of Little's detections. Ties go to fewer Big
@@ -40,17 +40,17 @@ import numpy as np
 
 from kws.data import DatasetError
 from kws.data.clips import resolve_data_dir
-from kws.listen import synthetic
-from kws.listen.offline import Outcome, Track, judge_tracks, make_track
 from kws.listen.params import DEFAULTS, LITTLE_ONLY, SECTION, ListenParams
-from kws.listen.scoring import TARGETS, cost, meets_targets
 from kws.listen.stream import StreamError
 from kws.model.metadata import ModelError, metadata_path, write_section
 from kws.model.runtime import KeywordModel, load_model
 from kws.reports import format_table, write_json_report
+from kws.tuning import stream_synthesis
+from kws.tuning.stream_replay import Outcome, Track, judge_tracks, make_track
+from kws.tuning.stream_scoring import TARGETS, cost, meets_targets
 from kws.util.logs import setup_logging
 
-log = logging.getLogger("kws.listen.calibrate")
+log = logging.getLogger("kws.tuning.listen_calibration")
 
 CALIBRATION_SPLIT = "validation"
 SMOOTHING = (1, 2, 3, 4, 5)
@@ -121,10 +121,10 @@ def per_room(tracks: dict[str, Track], params: ListenParams, with_big: bool) -> 
 def build_tracks(little: KeywordModel, big: KeywordModel, data_dirs: Sequence[Path], other_dir: Path | None,
                  noise_s: float, seed: int) -> dict[str, Track]:
     """One validation stream per room, heard by Little and Big."""
-    material = synthetic.load_material(data_dirs, other_dir, CALIBRATION_SPLIT)
+    material = stream_synthesis.load_material(data_dirs, other_dir, CALIBRATION_SPLIT)
     tracks: dict[str, Track] = {}
-    for offset, (room, level) in enumerate(synthetic.NOISE_LEVELS_DBFS.items()):
-        stream = synthetic.build_stream(material, level, noise_s, seed=seed + offset)
+    for offset, (room, level) in enumerate(stream_synthesis.NOISE_LEVELS_DBFS.items()):
+        stream = stream_synthesis.build_stream(material, level, noise_s, seed=seed + offset)
         log.info("%s room (%.0f dBFS): %.0f s stream, %d keywords, %d other words, %.0f s of noise alone; "
                  "Little and Big hear every window", room, level, stream.seconds, len(material.keywords),
                  len(material.others), stream.noise_s)
@@ -170,7 +170,7 @@ def format_section(section: dict[str, Any]) -> str:
     rows = []
     for mode, params, results in (("Little alone", alone, validation["little_only"]),
                                   ("Little + Big", section, validation["cascade"])):
-        for room in (*synthetic.NOISE_LEVELS_DBFS, "both"):
+        for room in (*stream_synthesis.NOISE_LEVELS_DBFS, "both"):
             figures_ = results[room]
             rows.append([
                 f"{mode} ({room})", params["smoothing_windows"], params["threshold"], params["suppression_s"],
@@ -189,9 +189,9 @@ def calibrate_export(little_stem: Path, big_stem: Path, data_dirs: Sequence[Path
     """The export step: choose the stream parameters on validation streams and write the ``listen``
     section into the Little model's metadata; returns the section."""
     little, big = load_model(little_stem, prefer="zlib"), load_model(big_stem, prefer="tflite")
-    other_dir = other_dir or synthetic.other_words_dir(data_dirs[0])
+    other_dir = other_dir or stream_synthesis.other_words_dir(data_dirs[0])
     tracks = build_tracks(little, big, data_dirs, other_dir, 60 * noise_minutes, seed)
-    command = ["python", "-m", "kws.listen.calibrate", "--model", str(little_stem), "--big", str(big_stem),
+    command = ["python", "-m", "kws.tuning.listen_calibration", "--model", str(little_stem), "--big", str(big_stem),
                *(arg for path in data_dirs for arg in ("--data-dir", str(path)))]
     sources = {"command": shlex.join(command), "data_dirs": [str(path) for path in data_dirs],
                "other_dir": str(other_dir), "seed": seed}
@@ -202,7 +202,7 @@ def calibrate_export(little_stem: Path, big_stem: Path, data_dirs: Sequence[Path
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m kws.listen.calibrate",
+        prog="python -m kws.tuning.listen_calibration",
         description="Choose the always-listening parameters on validation speakers and write them into the "
         "Little model's metadata (its listen section).",
         epilog="Streams are built from the validation split only; the benchmark (bench/bench_stream.py) judges "
@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dirs = args.data_dir or [resolve_data_dir(None)]
     except DatasetError as error:
         parser.exit(2, f"error: --data-dir: {error}\n")
-    other_dir = args.other_dir or synthetic.other_words_dir(data_dirs[0])
+    other_dir = args.other_dir or stream_synthesis.other_words_dir(data_dirs[0])
     try:
         little = load_model(args.model, prefer="zlib")
         big = load_model(args.big, prefer="tflite")
@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatasetError, ValueError, StreamError) as error:
         parser.exit(2, f"error: --data-dir/--other-dir: {error}\n")
     given = sys.argv[1:] if argv is None else list(argv)
-    sources = {"command": shlex.join(["python", "-m", "kws.listen.calibrate", *given]),
+    sources = {"command": shlex.join(["python", "-m", "kws.tuning.listen_calibration", *given]),
                "data_dirs": [str(path) for path in data_dirs], "other_dir": str(other_dir), "seed": args.seed}
     section = choose(tracks, little, big, sources)
     print(format_section(section))

@@ -14,15 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kws.listen import synthetic
 from kws.listen.confirm import BigConfirmer
 from kws.listen.listener import Detection
 from kws.listen.params import params_from_metadata
 from kws.listen.report import format_summary, listen_report
-from kws.listen.trial import listen_to
 from kws.model.runtime import load_model
 from kws.rest.client import BigClient
 from kws.rest.service import BigService, start_server
+from kws.tuning import stream_synthesis
+from kws.tuning.stream_trial import listen_to
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,11 @@ def _print(detection: Detection) -> None:
 def run_stream_demo(data_dir: Path, models_dir: Path, split: str = "test",
                     emit: Callable[[Detection], None] = _print) -> dict[str, Any]:
     """Build the stream, start Big, listen; returns the listener's report with ``score`` and ``summary`` added."""
-    material = synthetic.load_material([data_dir], synthetic.other_words_dir(data_dir), split)
+    material = stream_synthesis.load_material([data_dir], stream_synthesis.other_words_dir(data_dir), split)
     material.keywords = material.keywords[:: max(1, len(material.keywords) // DEMO_KEYWORDS)][:DEMO_KEYWORDS]
     material.others = material.others[:: max(1, len(material.others) // DEMO_OTHERS)][:DEMO_OTHERS]
-    level = synthetic.NOISE_LEVELS_DBFS["quiet"]
-    stream = synthetic.build_stream(material, level, DEMO_NOISE_S, seed=7)
+    level = stream_synthesis.NOISE_LEVELS_DBFS["quiet"]
+    stream = stream_synthesis.build_stream(material, level, DEMO_NOISE_S, seed=7)
     little = load_model(models_dir / "little", prefer="zlib")
     params, origin = params_from_metadata(little.metadata.raw)
     service = BigService(models_dir / "big")

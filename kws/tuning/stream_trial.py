@@ -2,7 +2,7 @@
 
 The listener hears the stream exactly as it hears a file or a microphone (hop by hop,
 Big over HTTP when a confirmer is given); its detections are then scored against the
-stream's events (:mod:`kws.listen.scoring`).
+stream's events (:mod:`kws.tuning.stream_scoring`).
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from collections.abc import Callable
 from kws.listen.confirm import BigConfirmer
 from kws.listen.listener import Detection, Listener, ListenStats
 from kws.listen.params import ListenParams
-from kws.listen.scoring import StreamScore, score
 from kws.listen.source import ArraySource
-from kws.listen.synthetic import SyntheticStream
 from kws.model.runtime import KeywordModel
+from kws.tuning.stream_scoring import StreamScore, score
+from kws.tuning.stream_synthesis import SyntheticStream
 
 
 def live_detections(stats: ListenStats) -> list[tuple[int, str]]:
-    """(end sample, label) of every reported detection, for :func:`kws.listen.scoring.score`."""
+    """(end sample, label) of every reported detection, for :func:`kws.tuning.stream_scoring.score`."""
     return [(trace.candidate.end, trace.detection.label) for trace in stats.traces if trace.detection is not None]
 
 

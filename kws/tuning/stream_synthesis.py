@@ -5,7 +5,7 @@ not on clips: the keywords of unseen speakers, other words (``speech_commands_ot
 pauses, and a stretch of noise alone, all over a noise bed at a chosen level
 (about -42 dBFS for a quiet room, -27 dBFS for a noisy one). Every word is an
 :class:`Event` with the span where it is voiced, so detections can be scored
-(:mod:`kws.listen.scoring`).
+(:mod:`kws.tuning.stream_scoring`).
 
 Speakers follow the project's splits (:func:`kws.data.splits.partition_of`), for the
 other words too: calibration builds its streams from validation speakers, the
