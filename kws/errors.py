@@ -4,9 +4,11 @@ Every exception the package raises on purpose derives from :class:`KwsError`, be
 builtin base its callers may catch it as (``AudioError`` is also a ``ValueError``). So an
 edge catches one class, not a list that grows with the package:
 
-- a program (``kws.cli``) logs ``str(error)`` and exits with :attr:`KwsError.exit_code`;
+- a program (``kws.cli``) prints ``error: `` and :meth:`KwsError.explain`, and exits with
+  :attr:`KwsError.exit_code`; what the user gave that the error is about (a flag and its
+  value) is named by the program, around the call, with :func:`blame`;
 - the Big service (``kws.rest.service``) answers :attr:`KwsError.http_status`, the JSON
-  error's text being :meth:`KwsError.http_message`.
+  error's text being :meth:`KwsError.explain` too.
 
 The defaults are those of most errors: a problem the user can fix (exit status 2, as
 argparse's usage errors) that the service did not expect (500: a bug; its log has the
@@ -14,6 +16,9 @@ traceback). A class changes what differs, e.g. a malformed pack is a 400 or a 42
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 
 class KwsError(Exception):
@@ -23,9 +28,28 @@ class KwsError(Exception):
     """The exit status of a program that stops on this error (2, as argparse's usage errors)."""
     http_status: int = 500
     """The HTTP status the Big service answers for it (500: the service did not expect it)."""
-    http_prefix: str = ""
-    """What the error means to a client that sent the request, put before the message in the JSON error."""
+    summary: str = ""
+    """What the error means, in a few words said before its message (e.g. "not a valid SenML pack")."""
+    where: str | None = None
+    """What the user gave that the error is about (e.g. "--model models/little"), set by :func:`blame`."""
 
-    def http_message(self) -> str:
-        """The ``error`` of the service's JSON answer: :attr:`http_prefix`, then the message."""
-        return f"{self.http_prefix}: {self}" if self.http_prefix else str(self)
+    def explain(self) -> str:
+        """The whole line for a person: :attr:`where` and :attr:`summary` (those there are), then the message."""
+        lead = " ".join(part for part in (self.where, self.summary) if part)
+        return f"{lead}: {self}" if lead else str(self)
+
+
+@contextlib.contextmanager
+def blame(where: str, *kinds: type[KwsError]) -> Iterator[None]:
+    """Errors of ``kinds`` (every :class:`KwsError` when none is named) raised inside are about ``where``.
+
+    How a program names the flag to fix without the package knowing its flags, and still catches one
+    class, once, at its edge. An error already blamed keeps its :attr:`~KwsError.where` (the nearest wins).
+    """
+    caught = kinds or (KwsError,)
+    try:
+        yield
+    except caught as error:
+        if error.where is None:
+            error.where = where
+        raise

@@ -52,7 +52,7 @@ class NonFiniteScores(KwsError, ValueError):
     """The model's output for one input is not finite: the input lies far outside what it was trained on."""
 
     http_status = 422
-    http_prefix = "no answer for this input"
+    summary = "no answer for this input"
 
 
 def interpreter_class() -> tuple[Callable[..., Any], str]:

@@ -215,7 +215,7 @@ def _http_errors() -> Iterator[None]:
     except KwsError as error:
         if error.http_status == 500:
             raise
-        raise cherrypy.HTTPError(error.http_status, error.http_message()) from error
+        raise cherrypy.HTTPError(error.http_status, error.explain()) from error
 
 
 class Endpoints:

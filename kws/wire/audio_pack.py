@@ -47,7 +47,7 @@ class AudioPackError(KwsError, ValueError):
     """A valid SenML pack that is not one acceptable clip; the message says why."""
 
     http_status = 422
-    http_prefix = "not a usable audio pack"
+    summary = "not a usable audio pack"
 
 
 @dataclass(frozen=True)

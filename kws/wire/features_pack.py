@@ -68,13 +68,13 @@ class FeaturesPackError(KwsError, ValueError):
     """A features pack that cannot be used; the text says what is wrong."""
 
     http_status = 422
-    http_prefix = "not a usable features pack"
+    summary = "not a usable features pack"
 
 
 class ConfigMismatch(FeaturesPackError):
     """A valid features pack made with another FeatureConfig than the receiver's model."""
 
-    http_prefix = "features made for another model"
+    summary = "features made for another model"
 
 
 def check_clip_id(value: str, what: str = "clip id") -> str:

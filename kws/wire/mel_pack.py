@@ -56,13 +56,13 @@ class MelPackError(KwsError, ValueError):
     """A mel pack that cannot be used; the text says what is wrong."""
 
     http_status = 422
-    http_prefix = "not a usable mel pack"
+    summary = "not a usable mel pack"
 
 
 class FrontEndMismatch(MelPackError):
     """A valid mel pack made for another front end than the receiver's model stands on."""
 
-    http_prefix = "mel frames made for another front end"
+    summary = "mel frames made for another front end"
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ class SenMLError(KwsError, ValueError):
     """A pack that breaks RFC 8428; the message says exactly what and where."""
 
     http_status = 400
-    http_prefix = "not a valid SenML pack"
+    summary = "not a valid SenML pack"
 
 
 # --------------------------------------------------------------------------- #
