@@ -23,11 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kws.cascade.rule import DEFAULT_ALPHA, PairedPredictions
 from kws.data.clips import DatasetError, select_clips
 from kws.model.runtime import load_model
 from kws.reports import format_table, write_json_report
-from kws.tuning.cascade_calibration import big_input, model_answerer, predict_both
+from kws.tuning.cascade_replay import DEFAULT_ALPHA, PairedPredictions, big_input, model_answerer, predict_both
 from kws.util.logs import setup_logging
 
 log = logging.getLogger("bench_cascade_budget")

@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from kws.cascade.rule import DEFAULT_ALPHA, PairedPredictions, score_margin
+from kws.cascade.rule import score_margin
 from kws.data.clips import DatasetError, load_audio, resolve_data_dir, sample_clips, select_clips
 from kws.model.runtime import KeywordModel, load_model
 from kws.reports import format_table, write_json_report
 from kws.training.changes import CHANGE_NAMES, CHANGES, ChangeContext, apply_change
 from kws.training.non_keywords import noise_dir_of
+from kws.tuning.cascade_replay import DEFAULT_ALPHA, PairedPredictions
 from kws.util.logs import setup_logging
 from kws.wire.audio_pack import encode_audio_pack
 

@@ -124,6 +124,32 @@ def ensemble_models() -> list[Path]:
 
 
 # --------------------------------------------------------------------------- #
+# The Big service with the shipped Big model, for the clients that ask it (tests/cascade/, tests/tuning/)
+# --------------------------------------------------------------------------- #
+
+
+def start_big_service(model_path: Path, threads: int = 4):
+    """The Big service on a free local port, its model loaded; a ``ServerHandle``, to stop or use in ``with``."""
+    from kws.rest.service import BigService, start_server
+
+    service = BigService(model_path)
+    service.load()
+    return start_server(service, port=0, threads=threads)
+
+
+@pytest.fixture
+def big_server(shipped_model):
+    """The shipped Big model served on a free local port for one test."""
+    with start_big_service(shipped_model("big")) as handle:
+        yield handle
+
+
+def predict_requests(handle) -> int:
+    """How many /predict requests the service answered with 200."""
+    return handle.metrics.requests_total("/predict", 200)
+
+
+# --------------------------------------------------------------------------- #
 # Always listening: the shipped Little model, sure test clips, a stream of them (tests/listen/)
 # --------------------------------------------------------------------------- #
 

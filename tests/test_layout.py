@@ -14,7 +14,7 @@ from conftest import REPO_ROOT, run_script
 
 ENTRY_SCRIPTS = (
     "little_client.py", "big_service.py", "cooperative_client.py", "inference_client.py", "preprocessing.py",
-    "train.py", "evaluate.py", "dataset.py", "demo.py",
+    "train.py", "evaluate.py", "dataset.py", "demo.py", "calibrate.py",
 )
 SCRIPT_MODULES = {Path(name).stem for name in ENTRY_SCRIPTS}
 PACKAGE = REPO_ROOT / "kws"

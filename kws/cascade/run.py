@@ -4,7 +4,7 @@ Clips may be labelled (a Speech Commands folder, or files under a folder named
 after a label) or not (any WAV a Pi recorded): every clip is classified, and
 accuracy is reported over the labelled ones only. The threshold is the one that
 shipped with the Little model (its metadata's ``cascade`` section) unless the
-caller overrides it or recalibrates on labelled clips of their own.
+caller gives one; choosing it is offline work (``calibrate.py``, :mod:`kws.tuning`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,15 +25,6 @@ from kws.data.clips import Clip, keywords_of
 from kws.errors import KwsError
 from kws.model.runtime import KeywordModel
 from kws.rest.client import BigAnswer, BigClient, BigError, BigUnavailable
-from kws.tuning.cascade_calibration import (
-    CALIBRATION_SPLIT,
-    Calibration,
-    big_identity,
-    calibrate,
-    little_probabilities,
-    service_answerer,
-)
-from kws.tuning.cascade_sweep import DEFAULT_SWEEP_PLOT, run_sweep
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +68,7 @@ def classify_clip(clip: Clip, little: KeywordModel, big: BigClient, threshold: f
     """Little first; Big when Little's margin is below ``threshold`` and Big can answer."""
     samples = read_clip(clip.path)
     started = time.perf_counter()
-    probabilities = little_probabilities(little, samples)
+    probabilities = little.predict_audio(samples)
     little_seconds = time.perf_counter() - started
     margin = float(rule.score_margin(probabilities))
     answer: BigAnswer | None = None
@@ -214,15 +204,24 @@ def _round(value: float) -> float:
 class IncompatibleModels(KwsError):
     """Big and Little were trained for different label sets, so Big's answers cannot stand in for Little's."""
 
+    summary = "serves a model for other words than Little"
+
 
 class NoThreshold(KwsError):
-    """The Little model ships no cascade threshold, and none was given or calibrated."""
+    """The Little model ships no cascade threshold, and none was given."""
 
 
 def shipped_cascade(little: KeywordModel) -> dict[str, Any] | None:
     """The ``cascade`` section of the Little model's metadata (written at export), if it has one."""
     section = little.metadata.raw.get("cascade")
     return section if isinstance(section, dict) and isinstance(section.get("threshold"), (int, float)) else None
+
+
+def big_identity(big_metadata: dict[str, Any]) -> dict[str, str]:
+    """Name and sha256 of a Big model's .tflite, from its metadata (what the service's GET /model returns)."""
+    sha256 = big_metadata.get("sha256")
+    tflite_sha256 = sha256.get("tflite") if isinstance(sha256, dict) else sha256
+    return {"name": str(big_metadata.get("name")), "sha256": str(tflite_sha256)}
 
 
 def check_big(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
@@ -245,7 +244,7 @@ def check_big(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
         log.warning(
             "the service's Big model (%s, sha256 %s…) is not the one Little's threshold was calibrated with "
             "(%s, sha256 %s…): the shipped threshold may ask Big too often or too rarely; "
-            "recalibrate with --calibrate DIR on labelled clips",
+            "recalibrate on labelled clips: python calibrate.py cascade --data-dir DIR",
             identity["name"], identity["sha256"][:12], calibrated_with.get("name"),
             str(calibrated_with.get("sha256"))[:12],
         )
@@ -253,60 +252,58 @@ def check_big(little: KeywordModel, big: BigClient) -> dict[str, Any] | None:
             "calibrated_with": calibrated_with == identity}
 
 
+def session_header(little: KeywordModel, big: BigClient) -> dict[str, Any]:
+    """Where every report on Little and the service's Big starts: the service and both models, Big checked
+    by :func:`check_big`; ``calibration`` says where the threshold came from, once it is chosen."""
+    return {
+        "service": big.service_url,
+        "little_model": model_record(little),
+        "big_model": check_big(little, big),
+        "calibration": None,
+    }
+
+
+def model_record(model: KeywordModel) -> dict[str, str]:
+    """A loaded model as reports name it: its name, sha256 and the file loaded."""
+    return {"name": model.name, "sha256": model.sha256, "file": str(model.source)}
+
+
+def given_or_shipped(little: KeywordModel, given: float | None) -> tuple[float | None, dict[str, Any] | None]:
+    """The threshold a run applies and the report's ``calibration`` entry: ``given`` (no entry), else the
+    one shipped in the Little model's metadata; (None, None) when there is neither."""
+    shipped = shipped_cascade(little)
+    if given is not None or shipped is None:
+        return given, None
+    return float(shipped["threshold"]), {"shipped": True, **shipped}
+
+
 @dataclass(frozen=True)
 class SessionSettings:
-    """How a Little client session chooses its threshold and what it runs."""
+    """How a Little client session chooses its threshold."""
 
     threshold: float | None = None
     """A fixed threshold; None takes the one shipped in the Little model's metadata."""
-    calibrate_dirs: tuple[Path, ...] = ()
-    """Labelled folders to recalibrate on (their ``calibrate_split``), against the service's Big."""
-    calibrate_split: str = CALIBRATION_SPLIT
-    sweep: bool = False
-    plot_path: Path | None = None
     progress: bool = True
 
 
 def run_session(
     clips: Sequence[Clip], little: KeywordModel, big: BigClient, settings: SessionSettings
 ) -> dict[str, Any]:
-    """A whole Little client session: check Big, choose the threshold, run the cascade (or the sweep)
-    over ``clips``, and return the report. Raises NoThreshold, IncompatibleModels, BigUnavailable
-    (only when a calibration or a sweep needs Big), DatasetError."""
-    report: dict[str, Any] = {
-        "service": big.service_url,
-        "little_model": {"name": little.name, "sha256": little.sha256, "file": str(little.source)},
-        "big_model": check_big(little, big),
-        "calibration": None,
-    }
-    threshold = settings.threshold
-    if settings.calibrate_dirs:
-        calibration = recalibrate(settings, little, big)
-        threshold, report["calibration"] = calibration.threshold, calibration.to_section()
-    elif threshold is None and shipped_cascade(little) is not None:
-        threshold = float(shipped_cascade(little)["threshold"])
-        report["calibration"] = {"shipped": True, **shipped_cascade(little)}
-    if threshold is None and not settings.sweep:
-        raise NoThreshold(f"{little.source}: its metadata has no cascade threshold")
-    if settings.sweep:
-        plot_path = settings.plot_path or DEFAULT_SWEEP_PLOT
-        report.update(run_sweep(clips, little, big, threshold, plot_path, settings.progress))
-    else:
-        report["mode"] = "cascade"
-        skipped: list[dict[str, str]] = []
-        outcomes = run_cascade(clips, little, big, threshold, settings.progress, skipped)
-        report.update(summarize(outcomes, threshold))
-        report["skipped"] = skipped
-        report["interrupted"] = len(outcomes) + len(skipped) < len(clips)
+    """A whole Little client session: check Big, choose the threshold, run the cascade over ``clips``, and
+    return the report. Raises NoThreshold, IncompatibleModels, BigRejected or BigBadAnswer (a service
+    that refuses to say which model it serves, or says it wrongly)."""
+    report = session_header(little, big)
+    threshold, report["calibration"] = given_or_shipped(little, settings.threshold)
+    if threshold is None:
+        raise NoThreshold(f"{little.source}: its metadata has no cascade threshold; pass --threshold T, or "
+                          "calibrate one: python calibrate.py cascade --help")
+    report["mode"] = "cascade"
+    skipped: list[dict[str, str]] = []
+    outcomes = run_cascade(clips, little, big, threshold, settings.progress, skipped)
+    report.update(summarize(outcomes, threshold))
+    report["skipped"] = skipped
+    report["interrupted"] = len(outcomes) + len(skipped) < len(clips)
     return report
-
-
-def recalibrate(settings: SessionSettings, little: KeywordModel, big: BigClient) -> Calibration:
-    """The shipped rule on the user's own labelled clips, against the service's Big (BigUnavailable if it is down)."""
-    big.expect_labels(little.labels)
-    info = big.negotiate()
-    return calibrate(settings.calibrate_dirs, settings.calibrate_split, little, service_answerer(big), info,
-                     progress=settings.progress)
 
 
 def format_run_summary(report: dict[str, Any]) -> str:

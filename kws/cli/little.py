@@ -6,12 +6,11 @@ that ships in the model's metadata, Big answers instead, sent Big's own features
 (or the clip). Big unreachable: Little's answer stands and is counted. No labels
 are needed; accuracy is reported where clips have them. The work is in
 :mod:`kws.cascade`; ``--listen SOURCE`` spots keywords on a stream instead, Big
-confirming (:mod:`kws.listen`)::
+confirming (:mod:`kws.listen`). Choosing the threshold, or judging every threshold,
+is offline work: ``calibrate.py`` (:mod:`kws.cli.calibrate`)::
 
     python little_client.py recordings/                 # any WAV files or folders, labelled or not
     python little_client.py --data-dir DIR --split test --report reports/cascade.json
-    python little_client.py --calibrate MY_LABELLED_DIR --write-metadata models/little-mine.json
-    python little_client.py --sweep --plot reports/sweep.png
     arecord -f S16_LE -r 16000 -c 1 -t raw | python little_client.py --listen -   # always listening
 
 Installed with pip this program is the command ``kws-little`` (same flags); from a
@@ -34,24 +33,30 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kws.audio import AudioError
 from kws.cascade.run import IncompatibleModels, NoThreshold, SessionSettings, format_run_summary, run_session
-from kws.data.clips import DatasetError, clips_from_paths, resolve_data_dir, select_clips
+from kws.data.clips import clips_from_paths, resolve_data_dir, select_clips
+from kws.errors import KwsError, blame
 from kws.listen.options import add_listen_arguments, run_listen, wants_listen
-from kws.model.metadata import ModelError, copy_with_section
 from kws.model.runtime import load_model
 from kws.reports import write_json_report
-from kws.rest.client import BigBadAnswer, BigRejected, BigUnavailable
+from kws.rest.client import BigError
 from kws.rest.options import add_big_client_arguments, big_client_from_args, check_big_client_arguments
-from kws.tuning.cascade_sweep import DEFAULT_SWEEP_PLOT, DEFAULT_SWEEP_REPORT, format_sweep_table
 from kws.util.logs import progress_wanted, setup_logging
+
+#: Flags this program had for offline work, and the command that does it now.
+MOVED_FLAGS = {
+    "--calibrate": "calibrate.py cascade --data-dir DIR", "--calibrate-split": "calibrate.py cascade --split SPLIT",
+    "--write-metadata": "calibrate.py cascade --write-metadata JSON", "--sweep": "calibrate.py sweep",
+    "--plot": "calibrate.py sweep --plot PNG",
+}
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(
         description="Classify clips with the Little model and ask the Big service when Little is unsure.",
         epilog="The threshold ships in the Little model's metadata (its 'cascade' section, calibrated at export "
-        "on validation speakers); --threshold or --calibrate override it.",
+        "on validation speakers); --threshold overrides it. To choose one on your own labelled clips, or to judge "
+        "every threshold: python calibrate.py --help.",
     )
     parser.add_argument("inputs", nargs="*", type=Path, metavar="CLIP_OR_DIR",
                         help="clip files (WAV, FLAC, Ogg Opus) or folders of them, labelled or not "
@@ -66,31 +71,21 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
                         "folder or else the one installed with the package)")
     parser.add_argument("--threshold", type=float, metavar="T",
                         help="ask Big when Little's margin is below T, 0 to 1 (default: the shipped one)")
-    parser.add_argument("--calibrate", type=Path, action="append", metavar="DIR",
-                        help="recalibrate the threshold on the --calibrate-split of this labelled folder (repeatable)")
-    parser.add_argument("--calibrate-split", default="validation", metavar="SPLIT",
-                        help="the split of --calibrate to use (default: %(default)s)")
-    parser.add_argument("--write-metadata", type=Path, metavar="JSON",
-                        help="with --calibrate: a copy of the model's metadata with the new threshold, beside it")
-    parser.add_argument("--sweep", action="store_true", help="judge 21 thresholds offline (asks Big about every clip)")
-    parser.add_argument("--plot", type=Path, metavar="PNG", help=f"the sweep's plot (default: {DEFAULT_SWEEP_PLOT})")
-    parser.add_argument("--report", metavar="JSON", type=Path,
-                        help=f"write the JSON report here (default: none; with --sweep: {DEFAULT_SWEEP_REPORT})")
+    parser.add_argument("--report", metavar="JSON", type=Path, help="write the JSON report here (default: none)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars (there are none when stderr is not a terminal)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     add_big_client_arguments(parser)
     add_listen_arguments(parser)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    for flag in (argument.split("=", 1)[0] for argument in unknown):
+        if flag in MOVED_FLAGS:
+            parser.error(f"{flag} is offline work, done by: python {MOVED_FLAGS[flag]} (python calibrate.py --help)")
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     check_big_client_arguments(parser, args)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error(f"--threshold must be between 0 and 1 (a score margin), got {args.threshold}")
-    if args.threshold is not None and args.calibrate:
-        parser.error("--threshold and --calibrate both choose the threshold: give one")
-    if args.write_metadata and not args.calibrate:
-        parser.error("--write-metadata writes what --calibrate finds: add --calibrate DIR")
-    if args.plot and not args.sweep:
-        parser.error("--plot draws the sweep: add --sweep")
     return parser, args
 
 
@@ -102,47 +97,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wants_listen(args):
         return run_listen(parser, args)
     try:
+        return run_clips(args)
+    except KwsError as error:
+        parser.exit(error.exit_code, f"error: {error.explain()}\n")
+
+
+def run_clips(args: argparse.Namespace) -> int:
+    """The cascade over the clips the flags name; prints the summary, writes the report; the exit status."""
+    with blame(f"--model {args.model}"):
         little = load_model(args.model, prefer="zlib")
-    except ModelError as error:
-        parser.exit(2, f"error: --model {args.model}: {error}\n")
-    try:
+    with blame("CLIP_OR_DIR" if args.inputs else "--data-dir/--split"):
         if args.inputs:
             clips = clips_from_paths(args.inputs, little.labels)
         else:
             clips = select_clips(resolve_data_dir(args.data_dir), args.split, little.labels)
-    except DatasetError as error:
-        parser.exit(2, f"error: {'CLIP_OR_DIR' if args.inputs else '--data-dir/--split'}: {error}\n")
-    settings = SessionSettings(threshold=args.threshold, calibrate_dirs=tuple(args.calibrate or ()),
-                               calibrate_split=args.calibrate_split, sweep=args.sweep, plot_path=args.plot,
-                               progress=progress_wanted(not args.no_progress))
-    with big_client_from_args(args) as big:
-        try:
-            report = run_session(clips, little, big, settings)
-        except (DatasetError, AudioError) as error:
-            parser.exit(2, f"error: {error}\n")
-        except NoThreshold as error:
-            parser.exit(2, f"error: --model: {error}; pass --threshold T or --calibrate DIR\n")
-        except BigUnavailable as error:
-            parser.exit(2, f"error: --service {args.service} is needed to calibrate or sweep but cannot answer "
-                           f"({error}); start big_service.py\n")
-        except IncompatibleModels as error:
-            parser.exit(2, f"error: --service {args.service} serves a model for other words than --model: {error}\n")
-        except BigRejected as error:
-            parser.exit(2, f"error: --service {args.service} rejected a request: {error}\n")
-        except BigBadAnswer as error:
-            parser.exit(2, f"error: --service {args.service} does not answer as a Big service: {error}\n")
-    if args.write_metadata:
-        try:
-            copy_with_section(little.metadata.raw, args.write_metadata, "cascade", report["calibration"])
-        except (ModelError, OSError) as error:
-            parser.exit(2, f"error: --write-metadata: {error}\n")
-        print(f"metadata with threshold {report['threshold']:.4f} written to {args.write_metadata}")
-    print(format_sweep_table(report["rows"]) + f"\nsweep plot written to {report['plot']}" if args.sweep
-          else format_run_summary(report))
-    report_path = args.report or (DEFAULT_SWEEP_REPORT if args.sweep else None)
-    if report_path is not None:
-        write_json_report(report_path, report)
-        print(f"report written to {report_path}")
+    settings = SessionSettings(threshold=args.threshold, progress=progress_wanted(not args.no_progress))
+    with big_client_from_args(args) as big, blame(f"--model {args.model}", NoThreshold), \
+            blame(f"--service {args.service}", BigError, IncompatibleModels):
+        report = run_session(clips, little, big, settings)
+    print(format_run_summary(report))
+    if args.report is not None:
+        write_json_report(args.report, report)
+        print(f"report written to {args.report}")
     return 130 if report.get("interrupted") else 0
 
 

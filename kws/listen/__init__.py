@@ -7,7 +7,7 @@ frames and Little's probabilities for the latest one-second window;
 after a detection; :mod:`~kws.listen.confirm` asks Big about detections in Little's
 uncertain band; :mod:`~kws.listen.listener` runs that loop and
 :mod:`~kws.listen.report` sums it up. The parameters live in the Little model's
-metadata (``listen`` section, :mod:`~kws.listen.params`), chosen on validation
-speakers by :mod:`~kws.tuning.listen_calibration` on streams built by
-:mod:`~kws.tuning.stream_synthesis` and judged by :mod:`~kws.tuning.stream_scoring`.
+metadata (``listen`` section, :mod:`~kws.listen.params`), chosen offline on validation
+speakers (``calibrate.py listen``: :mod:`kws.tuning`), which replays this package's own
+classes; nothing here imports the tuning side.
 """

@@ -49,10 +49,7 @@ LISTEN_FLAGS = {
     "little_only": "--little-only", "live": "--live",
 }
 #: The clip-mode flags that make no sense on a stream.
-CLIP_FLAGS = {
-    "sweep": "--sweep", "plot": "--plot", "threshold": "--threshold", "calibrate": "--calibrate",
-    "write_metadata": "--write-metadata", "data_dir": "--data-dir", "inputs": "CLIP_OR_DIR",
-}
+CLIP_FLAGS = {"threshold": "--threshold", "data_dir": "--data-dir", "inputs": "CLIP_OR_DIR"}
 
 
 def add_listen_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -63,8 +60,8 @@ def add_listen_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentG
         "on stdout (time_s, label, score, decided_by little or big), as it happens; a summary on stderr at the end "
         "or on Ctrl-C; --report writes JSON. Detections scoring below --confirm-below go to Big (--service), which "
         "confirms, corrects or rejects them; when Big cannot answer, Little's detection stands. The parameters come "
-        "from the Little model's metadata (its listen section, chosen on validation speakers by python -m "
-        "kws.tuning.listen_calibration; without one: 3 windows, 0.9, 1 s, Big below 0.95); each flag overrides one.",
+        "from the Little model's metadata (its listen section, chosen on validation speakers by python "
+        "calibrate.py listen; without one: 3 windows, 0.9, 1 s, Big below 0.95); each flag overrides one.",
     )
     group.add_argument(
         "--listen", metavar="SOURCE",

@@ -141,9 +141,13 @@ class BigRejected(BigError):
     """The Big service refused a request (4xx): ``unauthorized`` (401/403) or ``rejected`` (another 4xx,
     or a redirect, which the client does not follow)."""
 
+    summary = "rejected a request"
+
 
 class BigBadAnswer(BigError):
     """The Big service answered with something the Pi cannot use: too large, not JSON, not a valid answer."""
+
+    summary = "does not answer as a Big service"
 
 
 class UnusableProxy(KwsError, ValueError):

@@ -6,183 +6,84 @@ with, and written into ``models/little.json`` as its ``cascade`` section (the ru
 the threshold, Big's name and sha256, and the validation figures it was chosen
 from), so a Pi with no labelled clips uses it as it is::
 
-    python -m kws.tuning.cascade_calibration --little models/little --big models/big \\
+    python calibrate.py cascade --big models/big \\
         --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra \\
         --data-dir ../shared/data/speech_commands_more
 
-A user with labelled clips of their own recalibrates with ``little_client.py
---calibrate DIR``, against the Big service. Either way Little and Big answer every
-clip once and every candidate threshold is judged offline
-(:class:`~kws.cascade.rule.PairedPredictions`).
+A user with labelled clips of their own recalibrates against the Big service they run
+(``python calibrate.py cascade --data-dir DIR --service URL``). Either way Little and Big
+answer every clip once and every candidate threshold is judged offline
+(:class:`~kws.tuning.cascade_replay.PairedPredictions`).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import logging
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from kws.audio import read_clip
-from kws.cascade import rule
-from kws.data.clips import Clip, DatasetError, select_clips
-from kws.features import FeatureConfig, compute_features
-from kws.frontend.mel import clip_log_mel
-from kws.frontend.spec import FrontEndSpec
+from kws.cascade.run import big_identity
+from kws.data.clips import DatasetError, select_clips
 from kws.model.metadata import metadata_path, write_section
 from kws.model.runtime import KeywordModel, load_model
-from kws.rest import compression
-from kws.rest.client import FEATURES_ENCODING, BigClient
-from kws.util.logs import setup_logging
-from kws.wire import audio_pack, features_pack, mel_pack
+from kws.rest.client import BigClient
+from kws.tuning.cascade_replay import (
+    DEFAULT_ALPHA,
+    BigAnswerer,
+    CascadeOutcome,
+    Paired,
+    big_input,
+    model_answerer,
+    predict_both,
+    service_answerer,
+    service_metadata,
+)
 
 log = logging.getLogger(__name__)
 
 #: The split thresholds are calibrated on; the test split is never used for it.
 CALIBRATION_SPLIT = "validation"
-
-#: Big's answer to one clip: its label, and the request body bytes that answer cost.
-BigAnswerer = Callable[[np.ndarray], tuple[str, int]]
-
-
-def little_probabilities(model: KeywordModel, samples: np.ndarray) -> np.ndarray:
-    """Class probabilities of one clip."""
-    return model.predict_audio(samples)
-
-
-#: What Big reads besides the clip, as its metadata says: its own features (a FeatureConfig), or the
-#: pretrained front end's mel frames (a FrontEndSpec), which the Pi computes and sends instead of the clip.
-BigInput = Union[FeatureConfig, FrontEndSpec]
-
-
-def big_input(big_metadata: dict[str, Any]) -> BigInput:
-    """What a Big's metadata (``models/<name>.json``, or its service's ``GET /model``) says the Pi may compute."""
-    if big_metadata.get("front_end") is not None:
-        return FrontEndSpec.from_dict(big_metadata["front_end"])
-    return FeatureConfig.from_dict(big_metadata["feature_config"])
-
-
-def computed_payload(big: BigInput) -> str:
-    """The payload the Pi computes for this Big: ``mel`` for a head on the front end, else ``features``."""
-    return "mel" if isinstance(big, FrontEndSpec) else "features"
-
-
-def body_kinds(big: BigInput) -> tuple[str, ...]:
-    """Each way a clip can travel to this Big, as the reports count its bytes: the clip and what the Pi
-    computes for Big, each as a plain SenML pack and deflated (:mod:`kws.rest.compression`)."""
-    computed = computed_payload(big)
-    return ("pcm", computed, "pcm_deflate", f"{computed}_deflate")
-
-
-def payload_bytes(samples: np.ndarray, big: BigInput) -> dict[str, int]:
-    """What one clip costs to send to Big, per :func:`body_kinds`: the audio pack and the int8
-    features or mel pack, each plain and deflated."""
-    if isinstance(big, FrontEndSpec):
-        computed = mel_pack.mel_pack_body("calibration-1", clip_log_mel(samples, big), big)
-    else:
-        computed = features_pack.features_pack_body(
-            "calibration-1", compute_features(samples, big), big, encoding=FEATURES_ENCODING
-        )
-    packs = {"pcm": audio_pack.audio_pack_body(samples, device="calibration"), computed_payload(big): computed}
-    deflated = {f"{name}_deflate": len(compression.compress(pack)) for name, pack in packs.items()}
-    return {**{name: len(pack) for name, pack in packs.items()}, **deflated}
-
-
-@dataclass(frozen=True)
-class Paired:
-    """Both models on the same clips, with what each clip would cost per payload."""
-
-    predictions: rule.PairedPredictions
-    """``request_bytes`` are those of the payload actually used to ask Big."""
-    bytes_by_payload: dict[str, np.ndarray]
-    """Each clip's request body size, per :func:`body_kinds`."""
-
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        """The body kinds measured, as :func:`body_kinds` names them."""
-        return tuple(self.bytes_by_payload)
-
-    def for_payload(self, payload: str) -> rule.PairedPredictions:
-        return dataclasses.replace(self.predictions, request_bytes=self.bytes_by_payload[payload])
-
-
-def predict_both(
-    clips: Sequence[Clip],
-    little: KeywordModel,
-    big: BigAnswerer,
-    big_reads: BigInput,
-    desc: str,
-    progress: bool = True,
-) -> Paired:
-    """Little and Big on every clip, labels as indices into Little's (clips must be labelled)."""
-    rows, sizes = [], []
-    for clip in tqdm(clips, desc=desc, unit="clip", disable=not progress):
-        samples = read_clip(clip.path)
-        probabilities = little_probabilities(little, samples)
-        big_label, sent_bytes = big(samples)
-        rows.append((
-            little.labels.index(clip.label),
-            float(rule.score_margin(probabilities)),
-            int(np.argmax(probabilities)),
-            little.labels.index(big_label),
-            sent_bytes,
-        ))
-        sizes.append(payload_bytes(samples, big_reads))
-    columns = (np.array(column) for column in zip(*rows))
-    by_payload = {name: np.array([size[name] for size in sizes]) for name in body_kinds(big_reads)}
-    return Paired(rule.PairedPredictions(*columns), by_payload)
-
-
-def service_answerer(big: BigClient) -> BigAnswerer:
-    """Big behind its REST service (what ``--calibrate`` and ``--sweep`` use)."""
-
-    def answer(samples: np.ndarray) -> tuple[str, int]:
-        reply = big.predict(samples)
-        return reply.label, reply.body_bytes
-
-    return answer
-
-
-def model_answerer(big: KeywordModel) -> BigAnswerer:
-    """Big's model in this process (what export uses: no service needed)."""
-
-    def answer(samples: np.ndarray) -> tuple[str, int]:
-        return big.labels[int(np.argmax(big.predict_audio(samples)))], 0
-
-    return answer
+#: How the threshold is chosen, as the ``cascade`` section records it.
+RULE = "margin below threshold; threshold = fewest Big requests not shown less accurate than Big " \
+    "(one-sided exact McNemar test, alpha {alpha:g}, validation split)"
 
 
 @dataclass(frozen=True)
 class Calibration:
     """A threshold, the rule that chose it and the validation figures it was chosen from."""
 
-    outcome: rule.CascadeOutcome
+    outcome: CascadeOutcome
     paired: Paired
     alpha: float
     big_model: dict[str, str]
     data_dirs: tuple[str, ...]
+    split: str = CALIBRATION_SPLIT
 
     @property
     def threshold(self) -> float:
         return self.outcome.threshold
+
+    def describe(self) -> str:
+        """One line for people: the threshold and how it fared on the clips it was chosen on."""
+        predictions = self.paired.predictions
+        return (f"threshold {self.threshold:.4f}: {self.split} accuracy {self.outcome.accuracy:.4f} (Big "
+                f"{predictions.big_accuracy:.4f}, Little {predictions.little_accuracy:.4f}), Big asked "
+                f"{100 * self.outcome.big_fraction:.1f}% of {predictions.samples} clips")
 
     def to_section(self) -> dict[str, Any]:
         """The ``cascade`` section of the Little model's metadata."""
         predictions = self.paired.predictions
         per_payload = {name: self.paired.for_payload(name).evaluate(self.threshold) for name in self.paired.kinds}
         return {
-            "rule": rule.RULE.format(alpha=self.alpha),
+            "rule": RULE.format(alpha=self.alpha),
             "alpha": self.alpha,
             "threshold": self.threshold,
             "big_model": dict(self.big_model),
-            "split": CALIBRATION_SPLIT,
+            "split": self.split,
             "data_dirs": list(self.data_dirs),
             "validation": {
                 "samples": predictions.samples,
@@ -206,33 +107,24 @@ def calibrate(
     little: KeywordModel,
     big: BigAnswerer,
     big_model: dict[str, Any],
-    alpha: float = rule.DEFAULT_ALPHA,
+    alpha: float = DEFAULT_ALPHA,
     progress: bool = True,
 ) -> Calibration:
-    """The shipped rule (:meth:`~kws.cascade.rule.PairedPredictions.calibrate`) on ``split`` of every folder."""
+    """The shipped rule (:meth:`~kws.tuning.cascade_replay.PairedPredictions.calibrate`) on ``split`` of every
+    folder; DatasetError when they hold no such clips."""
     clips = [clip for data_dir in data_dirs for clip in select_clips(data_dir, split, little.labels)]
     if not clips:
         raise DatasetError(f"{', '.join(map(str, data_dirs))}: no {split} clips to calibrate on")
     paired = predict_both(clips, little, big, big_input(big_model), desc=f"calibrating on {split}", progress=progress)
     outcome = paired.predictions.calibrate(alpha)
-    calibration = Calibration(outcome, paired, alpha, big_identity(big_model), tuple(Path(d).name for d in data_dirs))
-    log.info(
-        "threshold %.4f: %s accuracy %.4f (Big %.4f, Little %.4f), Big asked %.1f%% of %d clips",
-        outcome.threshold, split, outcome.accuracy, paired.predictions.big_accuracy,
-        paired.predictions.little_accuracy, 100 * outcome.big_fraction, len(clips),
-    )
+    folders = tuple(Path(d).name for d in data_dirs)
+    calibration = Calibration(outcome, paired, alpha, big_identity(big_model), folders, split)
+    log.info("%s", calibration.describe())
     return calibration
 
 
-def big_identity(big_metadata: dict[str, Any]) -> dict[str, str]:
-    """Name and sha256 of a Big model's .tflite, from its metadata (what the service's GET /model returns)."""
-    sha256 = big_metadata.get("sha256")
-    tflite_sha256 = sha256.get("tflite") if isinstance(sha256, dict) else sha256
-    return {"name": str(big_metadata.get("name")), "sha256": str(tflite_sha256)}
-
-
 def calibrate_export(little_stem: Path, big_stem: Path, data_dirs: Sequence[Path],
-                     alpha: float = rule.DEFAULT_ALPHA) -> Calibration:
+                     alpha: float = DEFAULT_ALPHA) -> Calibration:
     """The export step: calibrate the Little model against its Big (in this process) on the validation
     speakers of ``data_dirs`` and write the ``cascade`` section into the Little model's metadata."""
     little, big = load_model(little_stem, prefer="zlib"), load_model(big_stem)
@@ -241,20 +133,8 @@ def calibrate_export(little_stem: Path, big_stem: Path, data_dirs: Sequence[Path
     return calibration
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Export step: calibrate the Little model against its Big and write the ``cascade`` section."""
-    parser = argparse.ArgumentParser(description="Calibrate the cascade threshold that ships with the Little model.")
-    parser.add_argument("--little", type=Path, default=Path("models/little"), metavar="STEM")
-    parser.add_argument("--big", type=Path, default=Path("models/big"), metavar="STEM")
-    parser.add_argument("--data-dir", type=Path, action="append", required=True, metavar="DIR",
-                        help="labelled folder whose validation speakers calibrate (repeatable)")
-    parser.add_argument("--alpha", type=float, default=rule.DEFAULT_ALPHA, help="test level (default: %(default)s)")
-    args = parser.parse_args(argv)
-    setup_logging(logging.INFO)
-    calibration = calibrate_export(args.little, args.big, args.data_dir, args.alpha)
-    print(f"threshold {calibration.threshold:.4f} written to {metadata_path(args.little)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def calibrate_with_service(data_dirs: Sequence[Path], split: str, little: KeywordModel, big: BigClient,
+                           alpha: float = DEFAULT_ALPHA, progress: bool = True) -> Calibration:
+    """The shipped rule on the user's own labelled clips, against the service's Big (which must answer)."""
+    info = service_metadata(big, little, "calibrate")
+    return calibrate(data_dirs, split, little, service_answerer(big), info, alpha, progress)

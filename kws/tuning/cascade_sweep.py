@@ -15,12 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from kws.cascade import rule
+from kws.cascade.run import given_or_shipped, session_header
 from kws.data.clips import Clip
 from kws.model.runtime import KeywordModel
 from kws.reports import format_table
 from kws.rest.client import BigClient
-from kws.tuning.cascade_calibration import Paired, big_input, predict_both, service_answerer
+from kws.tuning.cascade_replay import (
+    Paired,
+    PairedPredictions,
+    big_input,
+    predict_both,
+    service_answerer,
+    service_metadata,
+)
 
 DEFAULT_SWEEP_REPORT = Path("reports/little_sweep.json")
 DEFAULT_SWEEP_PLOT = Path("reports/little_sweep.png")
@@ -59,7 +66,7 @@ def sweep_rows(paired: Paired, thresholds: Sequence[float]) -> list[dict[str, An
     return rows
 
 
-def plot_sweep(rows: Sequence[dict[str, Any]], predictions: rule.PairedPredictions, path: Path,
+def plot_sweep(rows: Sequence[dict[str, Any]], predictions: PairedPredictions, path: Path,
                chosen: float | None) -> None:
     """Accuracy against MB per 800 clips sent to Big, one curve per payload (plain and deflated),
     one point per threshold."""
@@ -108,8 +115,7 @@ def run_sweep(
 ) -> dict[str, Any]:
     """Ask Big about every clip once, evaluate every threshold offline and draw the plot; the report's
     ``rows`` are what :func:`format_sweep_table` prints."""
-    big.expect_labels(little.labels)
-    info = big.negotiate()
+    info = service_metadata(big, little, "sweep")
     paired = predict_both(clips, little, service_answerer(big), big_input(info), desc="sweep", progress=progress)
     rows = sweep_rows(paired, [*SWEEP_THRESHOLDS, *([chosen] if chosen is not None else [])])
     plot_sweep(rows, paired.predictions, plot_path, chosen)
@@ -123,3 +129,13 @@ def run_sweep(
         "plot": str(plot_path),
         "rows": rows,
     }
+
+
+def sweep_session(clips: Sequence[Clip], little: KeywordModel, big: BigClient, threshold: float | None,
+                  plot_path: Path = DEFAULT_SWEEP_PLOT, progress: bool = True) -> dict[str, Any]:
+    """The sweep's whole report: the service and both models (as a cascade run reports them), the threshold
+    marked on the plot (``threshold``, else the shipped one, if any) and :func:`run_sweep`'s rows."""
+    report = session_header(little, big)
+    chosen, report["calibration"] = given_or_shipped(little, threshold)
+    report.update(run_sweep(clips, little, big, chosen, plot_path, progress))
+    return report

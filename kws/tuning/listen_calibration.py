@@ -1,6 +1,6 @@
 """Choose the stream parameters on validation speakers and write them into the Little model's metadata.
 
-    python -m kws.tuning.listen_calibration --model models/little --big models/big \\
+    python calibrate.py listen --model models/little --big models/big \\
         --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra \\
         --data-dir ../shared/data/speech_commands_more
 
@@ -19,38 +19,27 @@ way without Big. The section records the figures on validation and whether the t
 were met; run it again after retraining either model.
 """
 
-# ruff: noqa: E402 - imports follow the environment line on purpose
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one window at a time, as the Pi works
-
-import argparse
 import dataclasses
 import datetime
 import logging
 import shlex
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kws.data import DatasetError
-from kws.data.clips import resolve_data_dir
 from kws.listen.params import DEFAULTS, LITTLE_ONLY, SECTION, ListenParams
-from kws.listen.stream import StreamError
-from kws.model.metadata import ModelError, metadata_path, write_section
+from kws.model.metadata import metadata_path, write_section
 from kws.model.runtime import KeywordModel, load_model
-from kws.reports import format_table, write_json_report
+from kws.reports import format_table
 from kws.tuning import stream_synthesis
 from kws.tuning.stream_replay import Outcome, Track, judge_tracks, make_track
 from kws.tuning.stream_scoring import TARGETS, cost, meets_targets
-from kws.util.logs import setup_logging
 
-log = logging.getLogger("kws.tuning.listen_calibration")
+log = logging.getLogger(__name__)
 
 CALIBRATION_SPLIT = "validation"
 SMOOTHING = (1, 2, 3, 4, 5)
@@ -184,84 +173,28 @@ def format_section(section: dict[str, Any]) -> str:
          "others fire %", "pause+extra", "Big asked"], rows)
 
 
+#: The command that makes the section, as the section records it (with the arguments that made it).
+COMMAND = ("python", "calibrate.py", "listen")
+
+
+def calibrate_listening(little: KeywordModel, big: KeywordModel, data_dirs: Sequence[Path], other_dir: Path,
+                        noise_s: float, seed: int, command: Sequence[str]) -> dict[str, Any]:
+    """The ``listen`` section for this pair: validation streams built, heard and judged under every parameter
+    set; ``command`` (the words that ran this) is recorded in it, so the section says how to make it again."""
+    tracks = build_tracks(little, big, data_dirs, other_dir, noise_s, seed)
+    sources = {"command": shlex.join(command), "data_dirs": [str(path) for path in data_dirs],
+               "other_dir": str(other_dir), "seed": seed}
+    return choose(tracks, little, big, sources)
+
+
 def calibrate_export(little_stem: Path, big_stem: Path, data_dirs: Sequence[Path], other_dir: Path | None = None,
                      noise_minutes: float = DEFAULT_NOISE_MINUTES, seed: int = 0) -> dict[str, Any]:
     """The export step: choose the stream parameters on validation streams and write the ``listen``
     section into the Little model's metadata; returns the section."""
     little, big = load_model(little_stem, prefer="zlib"), load_model(big_stem, prefer="tflite")
     other_dir = other_dir or stream_synthesis.other_words_dir(data_dirs[0])
-    tracks = build_tracks(little, big, data_dirs, other_dir, 60 * noise_minutes, seed)
-    command = ["python", "-m", "kws.tuning.listen_calibration", "--model", str(little_stem), "--big", str(big_stem),
+    command = [*COMMAND, "--model", str(little_stem), "--big", str(big_stem),
                *(arg for path in data_dirs for arg in ("--data-dir", str(path)))]
-    sources = {"command": shlex.join(command), "data_dirs": [str(path) for path in data_dirs],
-               "other_dir": str(other_dir), "seed": seed}
-    section = choose(tracks, little, big, sources)
+    section = calibrate_listening(little, big, data_dirs, other_dir, 60 * noise_minutes, seed, command)
     write_section(metadata_path(little_stem), SECTION, section)
     return section
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m kws.tuning.listen_calibration",
-        description="Choose the always-listening parameters on validation speakers and write them into the "
-        "Little model's metadata (its listen section).",
-        epilog="Streams are built from the validation split only; the benchmark (bench/bench_stream.py) judges "
-        "the result on the test split.",
-    )
-    parser.add_argument("--model", type=Path, default=Path("models/little"), metavar="STEM",
-                        help="the Little model whose metadata gets the section (default: %(default)s)")
-    parser.add_argument("--big", type=Path, default=Path("models/big"), metavar="STEM",
-                        help="the Big model that confirms, run in-process here (default: %(default)s)")
-    parser.add_argument("--data-dir", type=Path, action="append", metavar="DIR",
-                        help="keyword clips; repeat for several folders (default: $KWS_DATA_DIR or "
-                        "../shared/data/speech_commands)")
-    parser.add_argument("--other-dir", type=Path, metavar="DIR",
-                        help="other words and _background_noise_ (default: speech_commands_other beside the first "
-                        "--data-dir)")
-    parser.add_argument("--noise-minutes", type=float, default=DEFAULT_NOISE_MINUTES, metavar="M",
-                        help="minutes of noise alone per room (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the streams (default: %(default)s)")
-    parser.add_argument("--dry-run", action="store_true", help="print the choice, do not write the metadata")
-    parser.add_argument("--report", type=Path, metavar="JSON", help="also write the section as JSON here")
-    args = parser.parse_args(argv)
-    if args.noise_minutes <= 0:
-        parser.error("--noise-minutes must be positive")
-    args.parser = parser
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    parser = args.parser
-    setup_logging(logging.INFO)
-    try:
-        data_dirs = args.data_dir or [resolve_data_dir(None)]
-    except DatasetError as error:
-        parser.exit(2, f"error: --data-dir: {error}\n")
-    other_dir = args.other_dir or stream_synthesis.other_words_dir(data_dirs[0])
-    try:
-        little = load_model(args.model, prefer="zlib")
-        big = load_model(args.big, prefer="tflite")
-    except ModelError as error:
-        parser.exit(2, f"error: --model/--big: {error}\n")
-    try:
-        tracks = build_tracks(little, big, data_dirs, other_dir, 60 * args.noise_minutes, args.seed)
-    except (DatasetError, ValueError, StreamError) as error:
-        parser.exit(2, f"error: --data-dir/--other-dir: {error}\n")
-    given = sys.argv[1:] if argv is None else list(argv)
-    sources = {"command": shlex.join(["python", "-m", "kws.tuning.listen_calibration", *given]),
-               "data_dirs": [str(path) for path in data_dirs], "other_dir": str(other_dir), "seed": args.seed}
-    section = choose(tracks, little, big, sources)
-    print(format_section(section))
-    if args.report:
-        write_json_report(args.report, section)
-    if args.dry_run:
-        print("dry run: metadata not written")
-    else:
-        write_section(metadata_path(args.model), SECTION, section)
-        print(f"listen section written to {metadata_path(args.model)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import bench_cascade_budget
-from kws.cascade.rule import PairedPredictions
+from kws.tuning.cascade_replay import PairedPredictions
 
 
 def test_budget_figures_on_known_predictions() -> None:

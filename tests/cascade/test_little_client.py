@@ -1,6 +1,6 @@
 """The Little client end to end against a real Big service: runs with the shipped threshold, both payloads,
-unlabelled clips, outages, recalibration, the sweep, and CLI errors; and against broken Bigs
-(bench/broken_big.py), a token and HTTPS: fallbacks counted by reason, never a crash."""
+unlabelled clips, outages and CLI errors; and against broken Bigs (bench/broken_big.py), a token and HTTPS:
+fallbacks counted by reason, never a crash. Recalibrating and the sweep are calibrate.py's (tests/tuning/)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,18 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import predict_requests, start_big_service
 
 from bench.broken_big import EXPECTED_REASON, BrokenBig, all_broken
 from kws.audio import read_clip
 from kws.cascade.run import run_cascade, summarize
 from kws.data.clips import select_clips
-from kws.data.splits import partition_of
 from kws.model.runtime import load_model
 from kws.rest.client import BigClient
-from kws.rest.service import BigService, ServerHandle, start_server
-from kws.tuning.cascade_calibration import CALIBRATION_SPLIT, calibrate, service_answerer
-from kws.tuning.cascade_sweep import SWEEP_THRESHOLDS
+from kws.rest.service import BigService, start_server
 from kws.util.net import free_tcp_port
 
 
@@ -35,22 +32,6 @@ def big_model_path(shipped_model) -> Path:
 @pytest.fixture(scope="module")
 def little_model_path(shipped_model) -> Path:
     return shipped_model("little")
-
-
-def start_big(model_path: Path) -> ServerHandle:
-    service = BigService(model_path)
-    service.load()
-    return start_server(service, port=0, threads=4)
-
-
-@pytest.fixture
-def server(big_model_path: Path) -> Iterator[ServerHandle]:
-    with start_big(big_model_path) as handle:
-        yield handle
-
-
-def predict_requests(handle: ServerHandle) -> int:
-    return handle.metrics.requests_total("/predict", 200)
 
 
 @pytest.fixture
@@ -76,10 +57,10 @@ DEFLATED_BYTES = {"pcm": (22_000, 32_000), "features": (1_600, 2_800)}
 @pytest.mark.parametrize("payload", ["pcm", "features"])
 @pytest.mark.parametrize("compress", ["auto", "none"])
 def test_run_with_the_shipped_threshold(
-    payload, compress, server, small_dataset, little_model_path, tmp_path, run_client
+    payload, compress, big_server, small_dataset, little_model_path, tmp_path, run_client
 ) -> None:
     report_path = tmp_path / "cascade.json"
-    common = ["--service", server.url, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
+    common = ["--service", big_server.url, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
     status, out, err = run_client([*common, "--payload", payload, "--compress", compress, "--report", str(report_path)])
     assert status == 0, err
     low, high = (DEFLATED_BYTES if compress == "auto" else PACK_BYTES)[payload]
@@ -91,7 +72,8 @@ def test_run_with_the_shipped_threshold(
     assert report["samples"] == report["labelled"] == len(test_clips) == len(report["clips"])
     assert report["threshold"] == threshold and report["calibration"]["shipped"]
     assert report["big_model"]["calibrated_with"], "the shipped threshold was calibrated against this very Big"
-    assert report["big_requests"] == predict_requests(server) == sum(c["margin"] < threshold for c in report["clips"])
+    asked = sum(clip["margin"] < threshold for clip in report["clips"])
+    assert report["big_requests"] == predict_requests(big_server) == asked
     assert report["big_fraction"] == pytest.approx(report["big_requests"] / report["samples"], abs=1e-6)
     assert report["fallbacks"] == 0
     assert report["big_requests"] > 0, "the small dataset has clips Little is unsure of, so bytes are counted"
@@ -111,26 +93,26 @@ def test_run_with_the_shipped_threshold(
     assert "accuracy" in out and f"report written to {report_path}" in out
 
 
-def test_features_and_pcm_get_the_same_answers_from_big(server, small_dataset, little_model_path) -> None:
+def test_features_and_pcm_get_the_same_answers_from_big(big_server, small_dataset, little_model_path) -> None:
     """Big answers its own int8 features as it answers the clip (a near-tie may flip, no more)."""
     clips = select_clips(small_dataset, "all")
     labels = {}
     for payload in ("pcm", "features"):
-        with BigClient(server.url, payload=payload) as big:
+        with BigClient(big_server.url, payload=payload) as big:
             labels[payload] = [big.predict(read_clip(clip.path)).label for clip in clips]
     agree = sum(a == b for a, b in zip(labels["pcm"], labels["features"]))
     assert agree >= len(clips) - 1
 
 
 def test_unlabelled_clips_are_classified_and_accuracy_is_not_invented(
-    server, small_dataset, little_model_path, tmp_path, run_client
+    big_server, small_dataset, little_model_path, tmp_path, run_client
 ) -> None:
     recordings = tmp_path / "recordings"  # what a Pi records: no label folders
     recordings.mkdir()
     for index, clip in enumerate(select_clips(small_dataset, "test")[:6]):
         shutil.copyfile(clip.path, recordings / f"take-{index}.wav")
     report_path = tmp_path / "unlabelled.json"
-    status, out, err = run_client(["--service", server.url, "--model", str(little_model_path), str(recordings),
+    status, out, err = run_client(["--service", big_server.url, "--model", str(little_model_path), str(recordings),
                                    "--report", str(report_path)])
     assert status == 0, err
     report = json.loads(report_path.read_text())
@@ -140,8 +122,8 @@ def test_unlabelled_clips_are_classified_and_accuracy_is_not_invented(
     assert out.startswith("6 unlabelled clips")
 
 
-def test_without_report_prints_a_summary_and_no_json(server, small_dataset, little_model_path, run_client) -> None:
-    common = ["--service", server.url, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
+def test_without_report_prints_a_summary_and_no_json(big_server, small_dataset, little_model_path, run_client) -> None:
+    common = ["--service", big_server.url, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
     status, out, _ = run_client([*common, "--threshold", "0.5"])
     assert status == 0
     assert out.startswith("accuracy ") and len(out.splitlines()) == 1, out[:500]
@@ -150,16 +132,16 @@ def test_without_report_prints_a_summary_and_no_json(server, small_dataset, litt
 def test_a_big_that_differs_from_the_calibrated_one_is_warned_about(
     shipped_model, small_dataset, little_model_path, run_client
 ) -> None:
-    other_big = start_big(shipped_model("ensemble_2"))  # same labels and features, another model
+    other_big = start_big_service(shipped_model("ensemble_2"))  # same labels and features, another model
     with other_big:
         args = ["--service", other_big.url, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
         status, _, err = run_client(args)
     assert status == 0
-    assert "is not the one Little's threshold was calibrated with" in err and "--calibrate DIR" in err
+    assert "is not the one Little's threshold was calibrated with" in err and "calibrate.py cascade" in err
 
 
 def test_a_model_without_a_shipped_threshold_names_the_way_out(
-    server, small_dataset, little_model_path, tmp_path, run_client
+    big_server, small_dataset, little_model_path, tmp_path, run_client
 ) -> None:
     copy = tmp_path / "little"
     for path in little_model_path.parent.glob(little_model_path.name + ".*"):
@@ -167,8 +149,9 @@ def test_a_model_without_a_shipped_threshold_names_the_way_out(
     metadata = json.loads((tmp_path / "little.json").read_text())
     del metadata["cascade"]
     (tmp_path / "little.json").write_text(json.dumps(metadata))
-    status, _, err = run_client(["--service", server.url, "--data-dir", str(small_dataset), "--model", str(copy)])
-    assert status == 2 and "no cascade threshold" in err and "--threshold T or --calibrate DIR" in err
+    status, _, err = run_client(["--service", big_server.url, "--data-dir", str(small_dataset), "--model", str(copy)])
+    assert status == 2 and "no cascade threshold" in err and "pass --threshold T" in err
+    assert f"error: --model {copy}: " in err
 
 
 def test_big_going_away_mid_run_leaves_little_answers_standing(
@@ -176,7 +159,7 @@ def test_big_going_away_mid_run_leaves_little_answers_standing(
 ) -> None:
     little = load_model(little_model_path, prefer="zlib")
     clips = select_clips(small_dataset, "test", little.labels)
-    handle = start_big(big_model_path)
+    handle = start_big_service(big_model_path)
     answered_before_stop = 5
 
     def stop_after_some_requests() -> None:
@@ -202,71 +185,6 @@ def test_big_going_away_mid_run_leaves_little_answers_standing(
     assert len(unreachable_warnings) == 1, "one warning for the outage, not one per clip"
 
 
-def test_recalibration_uses_the_validation_split_never_test(
-    server, small_dataset, little_model_path, tmp_path, run_client
-) -> None:
-    little = load_model(little_model_path, prefer="zlib")
-    with BigClient(server.url) as big:
-        calibration = calibrate([small_dataset], CALIBRATION_SPLIT, little, service_answerer(big), big.negotiate(),
-                                progress=False)
-    assert len(calibration.paired.predictions.true_labels) == len(select_clips(small_dataset, "validation"))
-    assert {partition_of(clip.speaker) for clip in select_clips(small_dataset, "validation")} == {"validation"}
-    assert calibration.paired.predictions.mcnemar_p(calibration.threshold) >= 0.05
-
-    for name in ("little.json", "little.tflite", "little.tflite.zlib"):
-        shutil.copy(little_model_path.parent / name, tmp_path)
-    written = tmp_path / "little-mine.json"
-    report_path = tmp_path / "calibrated.json"
-    requests_before = predict_requests(server)
-    args = ["--service", server.url, "--data-dir", str(small_dataset), "--model", str(tmp_path / "little")]
-    status, out, err = run_client([*args, "--calibrate", str(small_dataset), "--write-metadata", str(written),
-                                   "--report", str(report_path)])
-    assert status == 0, err
-    report = json.loads(report_path.read_text())
-    section = report["calibration"]
-    assert section["split"] == "validation" and section["rule"].startswith("margin below threshold")
-    assert section["threshold"] == report["threshold"] == calibration.threshold
-    assert section["validation"]["samples"] == len(select_clips(small_dataset, "validation"))
-    assert predict_requests(server) - requests_before == section["validation"]["samples"] + report["big_requests"]
-    assert json.loads(written.read_text())["cascade"] == section
-    assert load_model(tmp_path / "little-mine").metadata.raw["cascade"]["threshold"] == report["threshold"]
-    assert f"written to {written}" in out
-
-
-def test_sweep_writes_table_json_and_png_for_both_payloads_plain_and_deflated(
-    server, small_dataset, little_model_path, tmp_path, run_client
-) -> None:
-    report_path, plot_path = tmp_path / "sweep.json", tmp_path / "sweep.png"
-    args = ["--service", server.url, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
-    sweep_flags = ["--sweep", "--threshold", "0.33", "--report", str(report_path), "--plot", str(plot_path)]
-    status, table, err = run_client([*args, *sweep_flags])
-    assert status == 0, err
-    for column in ("MB/800 pcm", "MB/800 features", "MB/800 pcm deflate", "MB/800 features deflate"):
-        assert column in table
-    assert f"sweep plot written to {plot_path}" in table
-    report = json.loads(report_path.read_text())
-    rows = report["rows"]
-    assert [row["threshold"] for row in rows] == sorted({*SWEEP_THRESHOLDS, 0.33})
-    assert rows[0]["big_requests"] == 0 and rows[0]["accuracy"] == pytest.approx(report["little_accuracy"], abs=1e-6)
-    for payload in ("pcm", "features", "pcm_deflate", "features_deflate"):
-        sent = [row["communication_bytes"][payload] for row in rows]
-        assert sent == sorted(sent)
-    everything = rows[-1]["communication_bytes"]  # every clip sent
-    assert everything["features"] * 10 < everything["pcm"]
-    assert everything["pcm_deflate"] < 0.7 * everything["pcm"]
-    assert everything["features_deflate"] < everything["features"]
-    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert predict_requests(server) == report["samples"], "Big is asked once per clip, not once per threshold"
-
-
-def test_unreachable_service_at_calibration_names_the_flag(small_dataset, little_model_path, run_client) -> None:
-    dead_service = f"http://127.0.0.1:{free_tcp_port()}"
-    args = ["--service", dead_service, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
-    status, _, err = run_client([*args, "--retries", "0", "--calibrate", str(small_dataset)])
-    assert status == 2
-    assert f"--service {dead_service}" in err and "Traceback" not in err
-
-
 def test_unreachable_service_leaves_every_answer_to_little(small_dataset, little_model_path, run_client) -> None:
     dead_service = f"http://127.0.0.1:{free_tcp_port()}"
     args = ["--service", dead_service, "--data-dir", str(small_dataset), "--model", str(little_model_path)]
@@ -279,9 +197,10 @@ def test_unreachable_service_leaves_every_answer_to_little(small_dataset, little
     ("flags", "complaint"),
     [
         (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
-        (["--threshold", "0.2", "--calibrate", "x"], "--threshold and --calibrate both choose the threshold"),
-        (["--write-metadata", "x.json"], "--write-metadata writes what --calibrate finds"),
-        (["--plot", "x.png"], "--plot draws the sweep"),
+        (["--calibrate", "x"], "--calibrate is offline work, done by: python calibrate.py cascade"),
+        (["--sweep"], "--sweep is offline work, done by: python calibrate.py sweep"),
+        (["--plot", "x.png"], "--plot is offline work, done by: python calibrate.py sweep --plot PNG"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
         (["--payload", "mp3"], "argument --payload: invalid choice"),
         (["--device", "pi kitchen"], "--device: device id 'pi kitchen' must start"),
         (["--service", "localhost:8080"], "--service must be an http:// or https:// URL"),
@@ -408,7 +327,7 @@ def test_a_proxy_the_client_cannot_use_is_a_cli_error(cli) -> None:
     assert "--service https://127.0.0.1:1: $https_proxy names a proxy this client cannot use" in done.stderr
 
 
-def test_unusable_files_are_skipped_and_reported(server, small_dataset, little_model_path, tmp_path, run_client):
+def test_unusable_files_are_skipped_and_reported(big_server, small_dataset, little_model_path, tmp_path, run_client):
     """A 44.1 kHz recording, an empty file and a 3 s one in the folder: each skipped with its reason,
     never classified nor sent to Big, and the run goes on."""
     import shutil
@@ -419,7 +338,7 @@ def test_unusable_files_are_skipped_and_reported(server, small_dataset, little_m
     shutil.copytree(small_dataset / "yes", folder / "yes")
     unusable = add_unusable_recordings(folder / "yes")
     report_path = tmp_path / "report.json"
-    status, out, err = run_client(["--service", server.url, "--model", str(little_model_path), "--threshold", "1.0",
+    status, out, err = run_client(["--service", big_server.url, "--model", str(little_model_path), "--threshold", "1.0",
                                    "--report", str(report_path), str(folder)])
     assert status == 0, err
     report = json.loads(report_path.read_text())
@@ -430,11 +349,11 @@ def test_unusable_files_are_skipped_and_reported(server, small_dataset, little_m
     assert "3 files skipped" in out and not report["interrupted"]
 
 
-def test_ctrl_c_keeps_the_clips_classified_so_far(server, data_dir, little_model_path, tmp_path) -> None:
+def test_ctrl_c_keeps_the_clips_classified_so_far(big_server, data_dir, little_model_path, tmp_path) -> None:
     from conftest import interrupt_script
 
     report_path = tmp_path / "report.json"
-    done = interrupt_script("little_client.py", "--service", server.url, "--model", str(little_model_path),
+    done = interrupt_script("little_client.py", "--service", big_server.url, "--model", str(little_model_path),
                             "--data-dir", str(data_dir), "--split", "all", "--report", str(report_path),
                             once="Big service")  # negotiated with Big: the clips are being classified
     out, err = done.stdout, done.stderr

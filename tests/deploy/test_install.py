@@ -66,7 +66,7 @@ def test_the_environment_holds_the_runtime_only(installed: Path) -> None:
     assert check.returncode == 0, check.stdout + check.stderr
     probe = "import importlib.util as u; print([m for m in ('tensorflow', 'pytest') if u.find_spec(m)])"
     assert subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=60).stdout.strip() == "[]"
-    for command in ("kws-little", "kws-big", "kws-infer", "kws-coop"):
+    for command in ("kws-little", "kws-big", "kws-infer", "kws-coop", "kws-calibrate"):
         done = run(installed, command, "--help", cwd=installed)
         assert done.returncode == 0 and done.stdout.startswith(f"usage: {command} "), done.stderr
 

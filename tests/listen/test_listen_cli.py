@@ -109,7 +109,8 @@ def test_unusable_sources_get_a_clear_message(cli, tmp_path, make, message: str)
     ("args", "message"),
     [
         (["--smoothing", "3"], "--smoothing, --little-only need --listen SOURCE"),
-        (["--listen", "x.wav", "--sweep"], "--sweep is for clips"),
+        (["--listen", "x.wav", "--threshold", "0.5"], "--threshold is for clips"),
+        (["--listen", "x.wav", "--sweep"], "--sweep is offline work, done by: python calibrate.py sweep"),
         (["--listen", "x.wav", "--detect-threshold", "1.5"], "--detect-threshold: threshold must be in (0, 1]"),
         (["--listen", "x.wav", "--hop-ms", "50"], "frame step"),
     ],

@@ -25,7 +25,7 @@ from bench.check_tflite_runtime import (
 from kws.audio import read_clip
 from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS, list_clips, sample_clips, select_clips
 from kws.model.metadata import ModelError, ModelMetadata
-from kws.model.runtime import interpreter_class, load_model
+from kws.model.runtime import interpreter_class, load_model, softmax
 
 METADATA_PATHS = sorted(MODELS_DIR.glob("*.json"))
 MODEL_FILES = model_files(MODELS_DIR)
@@ -178,3 +178,9 @@ def test_every_model_runs_on_tflite_runtime_2_14(data_dir: Path) -> None:
     assert environment["numpy"].startswith("1."), "the Pi's tflite-runtime 2.14 needs numpy<2"
     failures = [result for result in results if not result.ok]
     assert not failures, "\n" + format_results(failures)
+
+
+def test_softmax_of_logits_sums_to_one_even_for_large_values() -> None:
+    """What KeywordModel.predict_features applies to a graph that ends in logits: the one place it is done."""
+    probabilities = softmax(np.array([1000.0, 1000.0, -1000.0]))
+    np.testing.assert_allclose(probabilities, [0.5, 0.5, 0.0])

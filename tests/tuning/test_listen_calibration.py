@@ -1,4 +1,4 @@
-"""kws.tuning.listen_calibration: parameters chosen on validation streams by the rule, written into the metadata."""
+"""calibrate.py listen: parameters chosen on validation streams by the rule, written into the model's metadata."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kws.cli import calibrate
 from kws.data.clips import select_clips
 from kws.listen.params import DEFAULTS, params_from_metadata
 from kws.model.runtime import load_model
@@ -64,13 +65,13 @@ def test_the_command_writes_the_section_and_the_model_still_loads(model_copy, sh
     args = ["--model", str(model_copy), "--big", str(shipped_model("big")), "--data-dir", str(small_dataset),
             "--other-dir", str(small_other_dir), "--noise-minutes", "0.5"]
     before = model_copy.with_suffix(".json").read_text()
-    assert listen_calibration.main([*args, "--dry-run"]) == 0
+    assert calibrate.main(["listen", *args, "--dry-run"]) == 0
     assert model_copy.with_suffix(".json").read_text() == before
-    assert listen_calibration.main(args) == 0
+    assert calibrate.main(["listen", *args]) == 0
     assert "listen section written" in capsys.readouterr().out
     model = load_model(model_copy, prefer="zlib")
     section = json.loads(model_copy.with_suffix(".json").read_text())["listen"]
     assert params_from_metadata(model.metadata.raw) == (params_from_metadata({"listen": section})[0],
                                                         "the model's listen section")
-    assert section["calibration"]["command"].startswith("python -m kws.tuning.listen_calibration --model")
+    assert section["calibration"]["command"].startswith("python calibrate.py listen --model")
     assert json.loads(before)["sha256"] == json.loads(model_copy.with_suffix(".json").read_text())["sha256"]

@@ -1,15 +1,16 @@
-"""The Big/Little decision rule and its offline evaluation, on hand-made predictions."""
+"""The Big/Little decision rule and its offline evaluation (every threshold judged from one pass), on
+hand-made predictions; and the export step that writes the shipped threshold."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from kws.cascade import rule as cascade
-from kws.model.runtime import softmax
+from kws.cascade.rule import score_margin
+from kws.tuning.cascade_replay import PairedPredictions
 
 # Five clips: Little is sure and right, sure and wrong, unsure and right, unsure and wrong (x2).
-PREDICTIONS = cascade.PairedPredictions(
+PREDICTIONS = PairedPredictions(
     true_labels=np.array([0, 1, 2, 3, 4]),
     margins=np.array([0.9, 0.8, 0.3, 0.1, 0.2]),
     little=np.array([0, 0, 2, 0, 0]),
@@ -20,12 +21,7 @@ PREDICTIONS = cascade.PairedPredictions(
 
 def test_score_margin_is_top1_minus_top2() -> None:
     probabilities = np.array([[0.7, 0.2, 0.1], [0.4, 0.4, 0.2], [1.0, 0.0, 0.0]])
-    np.testing.assert_allclose(cascade.score_margin(probabilities), [0.5, 0.0, 1.0])
-
-
-def test_softmax_of_logits_sums_to_one_even_for_large_values() -> None:
-    probabilities = softmax(np.array([1000.0, 1000.0, -1000.0]))
-    np.testing.assert_allclose(probabilities, [0.5, 0.5, 0.0])
+    np.testing.assert_allclose(score_margin(probabilities), [0.5, 0.0, 1.0])
 
 
 def test_threshold_zero_never_asks_big() -> None:
@@ -45,7 +41,7 @@ def test_evaluate_counts_accuracy_traffic_and_cost() -> None:
     assert outcome.mb_per_800_clips == pytest.approx(80_000 / 5 * 800 / 1e6)
 
 
-def many_clips(big_only: int, cascade_only: int, agree: int = 50) -> cascade.PairedPredictions:
+def many_clips(big_only: int, cascade_only: int, agree: int = 50) -> PairedPredictions:
     """Clips where Little is sure (margin 0.9); Big is right on ``big_only`` that Little gets wrong and
     wrong on ``cascade_only`` that Little gets right; both right on ``agree``."""
     n = big_only + cascade_only + agree
@@ -54,7 +50,7 @@ def many_clips(big_only: int, cascade_only: int, agree: int = 50) -> cascade.Pai
     big = np.zeros(n, dtype=int)
     little[:big_only] = 1
     big[big_only:big_only + cascade_only] = 1
-    return cascade.PairedPredictions(truth, np.full(n, 0.9), little, big, np.full(n, 3_000))
+    return PairedPredictions(truth, np.full(n, 0.9), little, big, np.full(n, 3_000))
 
 
 def test_mcnemar_p_is_the_binomial_tail_of_the_disagreements() -> None:
@@ -71,7 +67,7 @@ def test_calibrate_keeps_little_when_the_evidence_cannot_tell_it_from_big() -> N
 
 def test_calibrate_picks_the_fewest_requests_not_shown_worse_than_big() -> None:
     clips = many_clips(big_only=12, cascade_only=0)
-    clips = cascade.PairedPredictions(  # Little's errors are its least sure clips, in order of margin
+    clips = PairedPredictions(  # Little's errors are its least sure clips, in order of margin
         clips.true_labels, np.concatenate([np.linspace(0.05, 0.6, 12), np.full(50, 0.9)]),
         clips.little, clips.big, clips.request_bytes,
     )
