@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import REPO_ROOT
+from support.local_nginx import LocalNginx, find_nginx
 
-from bench.local_nginx import LocalNginx, find_nginx
 from kws.cascade.run import classify_clip, summarize
 from kws.data.clips import select_clips
 from kws.model.runtime import load_model

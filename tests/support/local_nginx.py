@@ -23,7 +23,7 @@ from kws.util.net import free_tcp_port
 
 log = logging.getLogger(__name__)
 
-RECIPE_DIR = Path(__file__).resolve().parents[1] / "deploy" / "nginx"
+RECIPE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "nginx"
 SITE_TEMPLATE = RECIPE_DIR / "kws-big.conf"
 MAIN_TEMPLATE = RECIPE_DIR / "standalone.conf"
 EXECUTABLES = ("nginx", "/usr/sbin/nginx")
