@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kws.cascade.run import IncompatibleModels, big_identity, model_record, session_header
+from kws.cli.big_client_flags import add_big_client_arguments, big_client_from_args, check_big_client_arguments
 from kws.data.clips import resolve_data_dir, select_clips
 from kws.errors import KwsError, blame
 from kws.listen.params import SECTION as LISTEN_SECTION
@@ -37,7 +38,6 @@ from kws.model.metadata import copy_with_section, metadata_path, write_section
 from kws.model.runtime import KeywordModel, load_model
 from kws.reports import write_json_report
 from kws.rest.client import BigError
-from kws.rest.options import add_big_client_arguments, big_client_from_args, check_big_client_arguments
 from kws.tuning import cascade_calibration, cascade_sweep, listen_calibration, stream_synthesis
 from kws.tuning.cascade_replay import DEFAULT_ALPHA, model_answerer
 from kws.util.logs import progress_wanted, setup_logging

@@ -38,10 +38,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kws.cli.broker_flags import add_broker_arguments, add_run_arguments, check_broker_arguments, run_settings_from_args
 from kws.data.clips import DatasetError, resolve_data_dir
 from kws.model.metadata import ModelError
 from kws.mqtt.fleet import FleetError
-from kws.mqtt.options import add_broker_arguments, add_run_arguments, check_broker_arguments, run_settings_from_args
 from kws.mqtt.protocol import DEFAULT_BROKER
 from kws.mqtt.report import format_summary
 from kws.mqtt.session import CooperativeOptions, run_cooperative

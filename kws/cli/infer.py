@@ -46,11 +46,11 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from kws.cli.broker_flags import add_broker_arguments, check_broker_arguments
 from kws.model.metadata import ModelError
 from kws.model.runtime import load_model
 from kws.mqtt.connection import ConnectionSettings
 from kws.mqtt.inference import InferenceClient, InferenceService
-from kws.mqtt.options import add_broker_arguments, check_broker_arguments
 from kws.mqtt.protocol import ProtocolError, Topics
 from kws.util.logs import setup_logging
 

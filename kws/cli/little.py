@@ -34,13 +34,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kws.cascade.run import IncompatibleModels, NoThreshold, SessionSettings, format_run_summary, run_session
+from kws.cli.big_client_flags import add_big_client_arguments, big_client_from_args, check_big_client_arguments
+from kws.cli.listen_mode import add_listen_arguments, run_listen, wants_listen
 from kws.data.clips import clips_from_paths, resolve_data_dir, select_clips
 from kws.errors import KwsError, blame
-from kws.listen.options import add_listen_arguments, run_listen, wants_listen
 from kws.model.runtime import load_model
 from kws.reports import write_json_report
 from kws.rest.client import BigError
-from kws.rest.options import add_big_client_arguments, big_client_from_args, check_big_client_arguments
 from kws.util.logs import progress_wanted, setup_logging
 
 #: Flags this program had for offline work, and the command that does it now.

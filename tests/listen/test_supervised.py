@@ -89,5 +89,5 @@ def test_log_lines_carry_no_time_when_stderr_is_the_journal(tmp_path, journal: b
     assert done.returncode == 0
     lines = log_path.read_text().splitlines()
     listening = next(line for line in lines if "listening to stdin" in line)
-    assert listening.startswith("INFO kws.listen.options: ") is journal
+    assert listening.startswith("INFO kws.cli.listen_mode: ") is journal
     assert "\r" not in log_path.read_text(), "no progress bar redraws"

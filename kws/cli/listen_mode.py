@@ -3,7 +3,7 @@
 The entry script only adds :func:`add_listen_arguments` to its parser and hands over
 to :func:`run_listen` when :func:`wants_listen`; the flags, their checks, the wiring
 and the messages are here. ``--model``, ``--report`` and the Big service's flags
-(:mod:`kws.rest.options`) are the script's own and mean the same here.
+(:mod:`kws.cli.big_client_flags`) are the script's own and mean the same here.
 
 Output: one JSON object per detection per line on stdout, flushed as it happens;
 logs and, at the end (or on Ctrl-C), the summary on stderr; with ``--report``, JSON.
@@ -29,6 +29,7 @@ import signal
 import sys
 from typing import Any
 
+from kws.cli.big_client_flags import big_client_from_args
 from kws.listen.confirm import BigConfirmer
 from kws.listen.listener import Detection, Listener, StopListening
 from kws.listen.params import ListenParams, params_from_metadata, with_overrides
@@ -38,7 +39,6 @@ from kws.listen.stream import StreamError, check_streamable
 from kws.model.metadata import ModelError, metadata_path
 from kws.model.runtime import load_model
 from kws.reports import write_json_report
-from kws.rest.options import big_client_from_args
 
 log = logging.getLogger(__name__)
 
