@@ -34,6 +34,7 @@ from typing import Any
 from kws.cascade.run import SessionSettings, format_run_summary, run_session
 from kws.data.clips import DEFAULT_DATA_DIR, DatasetError, locate_data_dir, select_clips
 from kws.data.download import download
+from kws.errors import KwsError, blame
 from kws.model.metadata import ModelError
 from kws.model.runtime import load_model
 from kws.mqtt.report import format_summary
@@ -100,10 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, args = parse_args(argv)
     setup_logging(logging.INFO)
     try:
-        return run_demo(parser, args)
+        return run_demo(args)
     except (KeyboardInterrupt, Interrupted):  # every server it started was stopped on the way out
         print(f"\ninterrupted: the parts that finished are in {args.report_dir}/", flush=True)
         return 130
+    except KwsError as error:
+        hint = f"\n({HOW_TO_POINT})" if isinstance(error, DatasetError) else ""
+        parser.exit(error.exit_code, f"error: {error.explain()}{hint}\n")
 
 
 class Interrupted(Exception):
@@ -115,22 +119,16 @@ def stop_if_interrupted(report: dict) -> None:
         raise Interrupted
 
 
-def run_demo(parser, args) -> int:
+def run_demo(args: argparse.Namespace) -> int:
     """The three parts in turn, each printing its summary and writing its report before the next."""
-    try:
+    with blame("--data-dir/--split", DatasetError):
         data_dir = args.data_dir or find_data_dir()
         select_clips(data_dir, args.split)  # fail early, with the flag's name, on a bad folder or split
-    except DatasetError as error:
-        parser.exit(2, f"error: --data-dir/--split: {error}\n({HOW_TO_POINT})\n")
     log.info("clips from %s (split %s)", data_dir, args.split)
 
     print("\n=== 1. Big/Little over REST ===", flush=True)
-    try:
+    with blame("--data-dir/--split", DatasetError), blame("models/", ModelError):
         cascade = run_big_little(data_dir, args.split, args.threshold)
-    except ModelError as error:
-        parser.exit(2, f"error: models/: {error}\n")
-    except DatasetError as error:
-        parser.exit(2, f"error: --data-dir/--split: {error}\n({HOW_TO_POINT})\n")
     write_json_report(args.report_dir / "big_little.json", cascade)
     print(format_run_summary(cascade), flush=True)
     stop_if_interrupted(cascade)

@@ -26,10 +26,10 @@ import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from kws.audio import AudioError  # noqa: E402
 from kws.data import clips as data  # noqa: E402
 from kws.data.clips import Clip, DatasetError  # noqa: E402
 from kws.data.splits import SPLIT_NAMES, is_training_only  # noqa: E402
+from kws.errors import KwsError  # noqa: E402
 from kws.evaluation.evaluate import build_report, evaluate_model, format_summary  # noqa: E402
 from kws.model.metadata import ModelError  # noqa: E402
 from kws.model.runtime import load_model  # noqa: E402
@@ -122,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("evaluating %s on %d clips (%s split of %s)", model.name, len(clips), args.split, args.data_dir)
     try:
         evaluation = evaluate_model(model, clips, progress=not args.quiet, strict=args.strict)
-    except (AudioError, DatasetError) as error:
-        parser.exit(1, f"error: {error} (without --strict it would be skipped)\n")
+    except KwsError as error:  # with --strict, a clip that cannot be used stops the run
+        parser.exit(1, f"error: {error.explain()} (without --strict it would be skipped)\n")
     if not evaluation.true_labels:
         parser.exit(1, f"error: none of the {len(clips)} clips could be used: "
                     f"{evaluation.skipped[0]['reason'] if evaluation.skipped else 'interrupted before the first'}\n")

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.audio import AudioError, read_clip
+from kws.audio import read_clip
+from kws.errors import KwsError, blame
 from kws.features import *  # noqa: F403 - this module is the feature API's public face
 from kws.features import LOG_OFFSET, FeatureConfig, InputStandardization, compute_features  # noqa: F401
-from kws.model.metadata import ModelError, ModelMetadata, metadata_path
+from kws.model.metadata import ModelMetadata, metadata_path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,17 +35,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        config = ModelMetadata.read(metadata_path(args.model)).feature_config
-    except ModelError as error:
-        parser.exit(2, f"error: --model {args.model}: {error}\n")
-    print(f"{args.model}: {config}")
-    for path in args.clips:
-        try:
+        with blame(f"--model {args.model}"):
+            config = ModelMetadata.read(metadata_path(args.model)).feature_config
+        print(f"{args.model}: {config}")
+        for path in args.clips:
             features = compute_features(read_clip(path), config)
-        except AudioError as error:
-            parser.exit(2, f"error: {error}\n")
-        print(f"{path}: shape {features.shape}, min {features.min():.3f}, max {features.max():.3f}, "
-              f"mean {float(np.mean(features)):.3f}")
+            print(f"{path}: shape {features.shape}, min {features.min():.3f}, max {features.max():.3f}, "
+                  f"mean {float(np.mean(features)):.3f}")
+    except KwsError as error:
+        parser.exit(error.exit_code, f"error: {error.explain()}\n")
     return 0
 
 

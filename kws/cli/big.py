@@ -33,7 +33,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from kws.model.metadata import ModelError
+from kws.errors import KwsError
 from kws.rest.auth import TokenFileError, read_token_file
 from kws.rest.service import (
     DEFAULT_HOST,
@@ -119,8 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=handle.stop).start())
     try:
         model = service.load()  # /health answers 503 until this returns
-    except ModelError as error:
-        log.error("cannot load --model %s: %s", args.model, error)
+    except KwsError as error:
+        log.error("cannot load --model %s: %s", args.model, error.explain())
         handle.stop()
         return 2
     log.info("serving model %s on %s%s", model.name, handle.url, " (/predict needs the token)" if args.token else "")

@@ -1,8 +1,8 @@
-"""The command-line options of a Big service client, shared by every tool that talks to Big.
+"""The command-line options of a Big service client, shared by every program that talks to Big.
 
-``little_client.py`` (and any later tool on the Pi) adds them with
-:func:`add_big_client_arguments` and builds its client with :func:`big_client_from_args`,
-so the flags, their checks and their messages are written once.
+``little_client.py`` and ``calibrate.py`` add them with :func:`add_big_client_arguments`
+and turn them into the package's :class:`~kws.rest.client.BigClientSettings` with
+:func:`big_client_settings`, so the flags, their checks and their messages are written once.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from kws.rest.auth import TokenFileError, read_token_file
 from kws.rest.breaker import DEFAULT_COOLDOWN_S, DEFAULT_FAILURES
 from kws.rest.client import (
     DEFAULT_RETRIES,
+    DEFAULT_SERVICE,
     DEFAULT_TIMEOUT_S,
     PAYLOAD_CHOICES,
-    BigClient,
+    BigClientSettings,
     UnusableProxy,
     environment_proxy,
 )
@@ -27,8 +28,6 @@ from kws.rest.compression import COMPRESS_CHOICES
 from kws.wire.audio_pack import AudioPackError, check_device_id
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SERVICE = "http://127.0.0.1:8080"
 
 
 def add_big_client_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -79,8 +78,9 @@ def add_big_client_arguments(parser: argparse.ArgumentParser) -> argparse._Argum
 ENDPOINTS = ("predict", "health", "model", "metrics")
 
 
-def check_big_client_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Usage errors (exit 2, naming the flag) for values argparse's types cannot catch."""
+def big_client_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> BigClientSettings:
+    """The settings the flags describe, the token read from its file; a usage error (exit 2, naming the
+    flag) for a value argparse's types cannot catch."""
     service = urlsplit(args.service)
     if service.scheme not in ("http", "https") or not service.hostname:
         parser.error(f"--service must be an http:// or https:// URL with a host, got {args.service!r}")
@@ -101,10 +101,10 @@ def check_big_client_arguments(parser: argparse.ArgumentParser, args: argparse.N
         environment_proxy(args.service)  # the client reads it again; here a bad one is a usage error
     except UnusableProxy as error:
         parser.error(f"--service {args.service}: {error}")
-    args.token = None
+    token = None
     if args.token_file is not None:
         try:
-            args.token = read_token_file(args.token_file)
+            token = read_token_file(args.token_file)
         except TokenFileError as error:
             parser.error(f"--token-file: {error}")
         if service.scheme == "http" and not _is_loopback(service.hostname):
@@ -114,6 +114,11 @@ def check_big_client_arguments(parser: argparse.ArgumentParser, args: argparse.N
             check_device_id(args.device)
         except AudioPackError as error:
             parser.error(f"--device: {error}")
+    return BigClientSettings(
+        args.service, timeout=args.timeout, retries=args.retries, device=args.device, payload=args.payload,
+        compress=args.compress, token=token, cafile=None if args.cafile is None else str(args.cafile),
+        breaker_failures=args.breaker_failures, breaker_cooldown_s=args.breaker_cooldown,
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -121,13 +126,3 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def big_client_from_args(args: argparse.Namespace) -> BigClient:
-    """The client the checked flags describe (after :func:`check_big_client_arguments`)."""
-    return BigClient(
-        args.service, timeout=args.timeout, retries=args.retries, device=args.device, payload=args.payload,
-        compress=args.compress,
-        token=args.token, cafile=None if args.cafile is None else str(args.cafile),
-        breaker_failures=args.breaker_failures, breaker_cooldown_s=args.breaker_cooldown,
-    )

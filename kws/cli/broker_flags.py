@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from kws.mqtt.connection import DEFAULT_SESSION_EXPIRY_S, MQTT_VERSIONS
 from kws.mqtt.policies import POLICIES
@@ -23,6 +22,7 @@ from kws.mqtt.protocol import (
     Topics,
     parse_broker_url,
 )
+from kws.mqtt.run import RunSettings
 from kws.mqtt.security import BrokerSecurity, SecurityError
 
 
@@ -127,11 +127,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGrou
     return run
 
 
-def run_settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The :class:`~kws.mqtt.run.RunSettings` fields the ``run`` group gives, but for ``expect`` and
-    ``expect_models`` (the session derives them from ``--spawn`` when they are not given)."""
-    return {
-        "timeout_s": args.timeout, "policy": args.policy, "qos_audio": args.qos_audio,
-        "qos_prediction": args.qos_prediction, "max_pending": args.max_pending, "rate": args.rate,
-        "ready_timeout_s": args.ready_timeout,
-    }
+def run_settings(args: argparse.Namespace) -> RunSettings:
+    """The run the ``run`` group describes; ``expect`` 0 and no ``expect_models`` when the flags give none
+    (the session then expects one answer from each model it spawns)."""
+    return RunSettings(
+        expect=args.expect or 0, expect_models=tuple(args.expect_models), timeout_s=args.timeout,
+        policy=args.policy, qos_audio=args.qos_audio, qos_prediction=args.qos_prediction,
+        max_pending=args.max_pending, rate=args.rate, ready_timeout_s=args.ready_timeout,
+    )

@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from kws.cascade.run import IncompatibleModels, big_identity, model_record, session_header
-from kws.cli.big_client_flags import add_big_client_arguments, big_client_from_args, check_big_client_arguments
+from kws.cli.big_client_flags import add_big_client_arguments, big_client_settings
 from kws.data.clips import resolve_data_dir, select_clips
 from kws.errors import KwsError, blame
 from kws.listen.params import SECTION as LISTEN_SECTION
 from kws.model.metadata import copy_with_section, metadata_path, write_section
 from kws.model.runtime import KeywordModel, load_model
 from kws.reports import write_json_report
-from kws.rest.client import BigError
+from kws.rest.client import BigClient, BigClientSettings, BigError
 from kws.tuning import cascade_calibration, cascade_sweep, listen_calibration, stream_synthesis
 from kws.tuning.cascade_replay import DEFAULT_ALPHA, model_answerer
 from kws.util.logs import progress_wanted, setup_logging
@@ -67,7 +67,8 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     add_big_client_arguments(parser)
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace,
+                                                     BigClientSettings | None]:
     parser = argparse.ArgumentParser(
         description="Choose, offline, what ships with the Little model (its cascade threshold and its listening "
         "parameters), or judge every threshold; the Pi's little_client.py only applies them.",
@@ -128,8 +129,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     listen.add_argument("--report", type=Path, metavar="JSON", help="also write the section as JSON here")
 
     args = parser.parse_args(argv)
-    if args.command in ("cascade", "sweep"):
-        check_big_client_arguments(parser, args)
+    big = big_client_settings(parser, args) if args.command in ("cascade", "sweep") else None
     if args.command == "sweep" and args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error(f"--threshold must be between 0 and 1 (a score margin), got {args.threshold}")
     if args.command == "cascade" and not 0.0 < args.alpha < 1.0:
@@ -138,17 +138,17 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         parser.error("--dry-run writes nothing and --write-metadata writes a copy: give one")
     if args.command == "listen" and args.noise_minutes <= 0:
         parser.error("--noise-minutes must be positive")
-    return parser, args
+    return parser, args, big
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, args = parse_args(argv)
+    parser, args, big = parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     if not args.verbose:  # urllib3 warns about every retried attempt
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     command = {"cascade": calibrate_cascade, "sweep": sweep_thresholds, "listen": calibrate_listening}[args.command]
     try:
-        return command(args, sys.argv[1:] if argv is None else list(argv))
+        return command(args, big, sys.argv[1:] if argv is None else list(argv))
     except KwsError as error:
         parser.exit(error.exit_code, f"error: {error.explain()}\n")
     except KeyboardInterrupt:  # before anything was written: calibrations write at the end
@@ -180,7 +180,7 @@ def write(little: KeywordModel, args: argparse.Namespace, section_name: str, sec
     print(f"{section_name} section written to {target}")
 
 
-def calibrate_cascade(args: argparse.Namespace, _: Sequence[str]) -> int:
+def calibrate_cascade(args: argparse.Namespace, big_settings: BigClientSettings, _: Sequence[str]) -> int:
     """``cascade``: the threshold against the service's Big, or an in-process one (``--big``)."""
     little, data_dirs = load_little(args), data_dirs_of(args)
     progress = progress_wanted(not args.no_progress)
@@ -193,7 +193,7 @@ def calibrate_cascade(args: argparse.Namespace, _: Sequence[str]) -> int:
             report = {"service": None, "little_model": model_record(little),
                       "big_model": big_identity(big.metadata.raw)}
         else:
-            with big_client_from_args(args) as client, \
+            with BigClient.from_settings(big_settings) as client, \
                     blame(f"--service {args.service}", BigError, IncompatibleModels):
                 report = session_header(little, client)
                 calibration = cascade_calibration.calibrate_with_service(data_dirs, args.split, little, client,
@@ -207,12 +207,13 @@ def calibrate_cascade(args: argparse.Namespace, _: Sequence[str]) -> int:
     return 0
 
 
-def sweep_thresholds(args: argparse.Namespace, _: Sequence[str]) -> int:
+def sweep_thresholds(args: argparse.Namespace, big_settings: BigClientSettings, _: Sequence[str]) -> int:
     """``sweep``: every threshold's accuracy and bytes from one pass of both models over labelled clips."""
     little, data_dirs = load_little(args), data_dirs_of(args)
     with blame("--data-dir/--split"):
         clips = [clip for data_dir in data_dirs for clip in select_clips(data_dir, args.split, little.labels)]
-    with big_client_from_args(args) as client, blame(f"--service {args.service}", BigError, IncompatibleModels):
+    with BigClient.from_settings(big_settings) as client, \
+            blame(f"--service {args.service}", BigError, IncompatibleModels):
         report = cascade_sweep.sweep_session(clips, little, client, args.threshold, args.plot,
                                              progress_wanted(not args.no_progress))
     print(cascade_sweep.format_sweep_table(report["rows"]) + f"\nsweep plot written to {report['plot']}")
@@ -221,7 +222,7 @@ def sweep_thresholds(args: argparse.Namespace, _: Sequence[str]) -> int:
     return 0
 
 
-def calibrate_listening(args: argparse.Namespace, given: Sequence[str]) -> int:
+def calibrate_listening(args: argparse.Namespace, _: None, given: Sequence[str]) -> int:
     """``listen``: the stream parameters on validation streams, with Big in this process."""
     little, data_dirs = load_little(args), data_dirs_of(args)
     with blame(f"--big {args.big}"):

@@ -38,10 +38,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kws.cli.broker_flags import add_broker_arguments, add_run_arguments, check_broker_arguments, run_settings_from_args
-from kws.data.clips import DatasetError, resolve_data_dir
-from kws.model.metadata import ModelError
-from kws.mqtt.fleet import FleetError
+from kws.cli.broker_flags import add_broker_arguments, add_run_arguments, check_broker_arguments, run_settings
+from kws.data.clips import resolve_data_dir
+from kws.errors import KwsError
 from kws.mqtt.protocol import DEFAULT_BROKER
 from kws.mqtt.report import format_summary
 from kws.mqtt.session import CooperativeOptions, run_cooperative
@@ -106,10 +105,10 @@ def options_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> C
     _, security = check_broker_arguments(parser, args, embedded=args.embedded_broker)
     return CooperativeOptions(
         data_dir=resolve_data_dir(args.data_dir), split=args.split, limit=args.limit, spawn=args.spawn,
-        config_from=args.config_from, expect=args.expect, expect_models=args.expect_models, broker=args.broker,
+        config_from=args.config_from, broker=args.broker,
         embedded_broker=args.embedded_broker, security=security, topic_prefix=args.topic_prefix,
         mqtt_version=args.mqtt_version, session_expiry_s=args.session_expiry,
-        client_logs=args.client_logs, client_log_level=args.log_level, run=run_settings_from_args(args),
+        client_logs=args.client_logs, client_log_level=args.log_level, run=run_settings(args),
     )
 
 
@@ -119,9 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda _number, _frame: sys.exit(143))  # unwind: stop children and broker
     try:
         report = run_cooperative(options_from(parser, args))
-    except (ValueError, ModelError, DatasetError, FleetError, TimeoutError, OSError) as error:
-        # ProtocolError is a ValueError (a bad --broker URL or --topic-prefix); ConnectionError an OSError
-        parser.exit(2, f"error: {error}\n")
+    except KwsError as error:
+        parser.exit(error.exit_code, f"error: {error.explain()}\n")
     except KeyboardInterrupt:  # before any clip was sent (loading, starting clients, waiting for them)
         parser.exit(130, "interrupted before any clip was sent\n")
     print(format_summary(report) + ("\ninterrupted: the clips sent until Ctrl-C" if report["interrupted"] else ""))

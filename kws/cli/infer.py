@@ -47,11 +47,11 @@ import threading
 from collections.abc import Sequence
 
 from kws.cli.broker_flags import add_broker_arguments, check_broker_arguments
-from kws.model.metadata import ModelError
+from kws.errors import KwsError
 from kws.model.runtime import load_model
 from kws.mqtt.connection import ConnectionSettings
 from kws.mqtt.inference import InferenceClient, InferenceService
-from kws.mqtt.protocol import ProtocolError, Topics
+from kws.mqtt.protocol import Topics
 from kws.util.logs import setup_logging
 
 log = logging.getLogger("inference_client")
@@ -105,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = ConnectionSettings(broker, client_id=f"kws-{name}", mqtt_version=args.mqtt_version,
                                       session_expiry_s=args.session_expiry, security=security)
         client = InferenceClient(service, settings, qos=args.qos, share=share)
-    except (ModelError, ProtocolError) as error:
-        parser.exit(2, f"error: {error}\n")
+    except KwsError as error:
+        parser.exit(error.exit_code, f"error: {error.explain()}\n")
 
     stop = threading.Event()
     for signal_number in (signal.SIGTERM, signal.SIGINT):

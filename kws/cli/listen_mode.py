@@ -29,16 +29,17 @@ import signal
 import sys
 from typing import Any
 
-from kws.cli.big_client_flags import big_client_from_args
+from kws.errors import KwsError, blame
 from kws.listen.confirm import BigConfirmer
 from kws.listen.listener import Detection, Listener, StopListening
-from kws.listen.params import ListenParams, params_from_metadata, with_overrides
+from kws.listen.params import ListenParams, ParamsError, params_from_metadata, with_overrides
 from kws.listen.report import format_summary, listen_report
 from kws.listen.source import MIC, STDIN, SourceError, open_source
-from kws.listen.stream import StreamError, check_streamable
-from kws.model.metadata import ModelError, metadata_path
+from kws.listen.stream import check_streamable
+from kws.model.metadata import metadata_path
 from kws.model.runtime import load_model
 from kws.reports import write_json_report
+from kws.rest.client import BigClient, BigClientSettings
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 def resolve_params(parser: argparse.ArgumentParser, args: argparse.Namespace, model: Any) -> tuple[ListenParams, str]:
     """The model's parameters (or the defaults) with the flags over them; a bad value is a usage error."""
-    try:
+    with blame(f"--model {args.model}: {metadata_path(args.model)}"):
         params, origin = params_from_metadata(model.metadata.raw, little_only=args.little_only)
-    except ValueError as error:
-        parser.exit(2, f"error: --model {args.model}: {metadata_path(args.model)}: {error}\n")
     overrides = {
         "threshold": ("--detect-threshold", args.listen_threshold),
         "smoothing_windows": ("--smoothing", args.smoothing),
@@ -122,7 +121,7 @@ def resolve_params(parser: argparse.ArgumentParser, args: argparse.Namespace, mo
     for name, (flag, value) in overrides.items():
         try:
             params = with_overrides(params, **{name: value})
-        except ValueError as error:
+        except ParamsError as error:
             parser.error(f"{flag}: {error}")
     if any(value is not None for _, value in overrides.values()):
         origin += ", with flags over it"
@@ -155,28 +154,28 @@ class _Stdout:
             raise StopListening("stdout was closed") from None
 
 
-def run_listen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def run_listen(parser: argparse.ArgumentParser, args: argparse.Namespace, big: BigClientSettings) -> int:
     """The listening run of ``little_client.py``; returns the exit status."""
     _check(parser, args)
     try:
+        return listen(parser, args, big)
+    except KwsError as error:
+        parser.exit(error.exit_code, f"error: {error.explain()}\n")
+
+
+def listen(parser: argparse.ArgumentParser, args: argparse.Namespace, big: BigClientSettings) -> int:
+    """Load, listen until the source ends, sum up; what cannot start is a KwsError naming its flag."""
+    with blame(f"--model {args.model}"):
         little = load_model(args.model, prefer="zlib")
-    except ModelError as error:
-        parser.exit(2, f"error: --model {args.model}: {error}\n")
     params, origin = resolve_params(parser, args, little)
-    try:
+    with blame("--hop-ms / --model"):
         check_streamable(little.feature_config, params.hop_samples)
-    except StreamError as error:
-        parser.error(f"--hop-ms / --model: {error}")
-    try:
+    with blame(f"--listen {args.listen}"):
         source = open_source(args.listen)
-    except SourceError as error:
-        parser.exit(2, f"error: --listen {args.listen}: {error}\n")
-    client = None if args.little_only else big_client_from_args(args)
+    client = None if args.little_only else BigClient.from_settings(big)
     confirmer = None if client is None else BigConfirmer(client, params.big_min_score)
-    try:
+    with blame(f"--model {args.model}"):  # a model without a keyword among its labels
         listener = Listener(little, params, confirmer, emit=_Stdout())
-    except ValueError as error:  # a model without a keyword among its labels
-        parser.exit(2, f"error: --model {args.model}: {error}\n")
     log.info(
         "listening to %s: a %d ms hop, %d windows averaged, threshold %.3f, %.2f s quiet after a detection; %s (%s)",
         source.name, round(1000 * params.hop_s), params.smoothing_windows, params.threshold, params.suppression_s,

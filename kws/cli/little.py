@@ -34,13 +34,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kws.cascade.run import IncompatibleModels, NoThreshold, SessionSettings, format_run_summary, run_session
-from kws.cli.big_client_flags import add_big_client_arguments, big_client_from_args, check_big_client_arguments
+from kws.cli.big_client_flags import add_big_client_arguments, big_client_settings
 from kws.cli.listen_mode import add_listen_arguments, run_listen, wants_listen
 from kws.data.clips import clips_from_paths, resolve_data_dir, select_clips
 from kws.errors import KwsError, blame
 from kws.model.runtime import load_model
 from kws.reports import write_json_report
-from kws.rest.client import BigError
+from kws.rest.client import BigClient, BigClientSettings, BigError
 from kws.util.logs import progress_wanted, setup_logging
 
 #: Flags this program had for offline work, and the command that does it now.
@@ -51,7 +51,7 @@ MOVED_FLAGS = {
 }
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace, BigClientSettings]:
     parser = argparse.ArgumentParser(
         description="Classify clips with the Little model and ask the Big service when Little is unsure.",
         epilog="The threshold ships in the Little model's metadata (its 'cascade' section, calibrated at export "
@@ -83,26 +83,26 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
             parser.error(f"{flag} is offline work, done by: python {MOVED_FLAGS[flag]} (python calibrate.py --help)")
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    check_big_client_arguments(parser, args)
+    big = big_client_settings(parser, args)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         parser.error(f"--threshold must be between 0 and 1 (a score margin), got {args.threshold}")
-    return parser, args
+    return parser, args, big
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, args = parse_args(argv)
+    parser, args, big = parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     if not args.verbose:  # urllib3 warns about every retried attempt; BigClient reports an outage once
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     if wants_listen(args):
-        return run_listen(parser, args)
+        return run_listen(parser, args, big)
     try:
-        return run_clips(args)
+        return run_clips(args, big)
     except KwsError as error:
         parser.exit(error.exit_code, f"error: {error.explain()}\n")
 
 
-def run_clips(args: argparse.Namespace) -> int:
+def run_clips(args: argparse.Namespace, big_settings: BigClientSettings) -> int:
     """The cascade over the clips the flags name; prints the summary, writes the report; the exit status."""
     with blame(f"--model {args.model}"):
         little = load_model(args.model, prefer="zlib")
@@ -112,7 +112,7 @@ def run_clips(args: argparse.Namespace) -> int:
         else:
             clips = select_clips(resolve_data_dir(args.data_dir), args.split, little.labels)
     settings = SessionSettings(threshold=args.threshold, progress=progress_wanted(not args.no_progress))
-    with big_client_from_args(args) as big, blame(f"--model {args.model}", NoThreshold), \
+    with BigClient.from_settings(big_settings) as big, blame(f"--model {args.model}", NoThreshold), \
             blame(f"--service {args.service}", BigError, IncompatibleModels):
         report = run_session(clips, little, big, settings)
     print(format_run_summary(report))

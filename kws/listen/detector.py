@@ -23,13 +23,14 @@ import numpy as np
 
 from kws.audio import SAMPLE_RATE
 from kws.data.clips import is_keyword
+from kws.listen.stream import StreamError
 
 
 def keyword_indices(labels: Sequence[str]) -> np.ndarray:
     """Positions of the keyword labels; an error when a model has none."""
     indices = np.array([index for index, label in enumerate(labels) if is_keyword(label)], dtype=np.int64)
     if indices.size == 0:
-        raise ValueError(f"no keyword among the labels {list(labels)}")
+        raise StreamError(f"no keyword among the labels {list(labels)}")
     return indices
 
 

@@ -28,9 +28,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from kws.audio import SAMPLE_RATE
+from kws.errors import KwsError
 
 SECTION = "listen"
 LITTLE_ONLY = "little_only"
+
+
+class ParamsError(KwsError, ValueError):
+    """Stream parameters that cannot be used (a value out of range, a malformed ``listen`` section)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class ListenParams:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ParamsError(message)
 
     @property
     def hop_samples(self) -> int:
@@ -94,26 +99,26 @@ LITTLE_ONLY_FIELDS = ("smoothing_windows", "threshold", "suppression_s")
 def params_from_metadata(raw: Mapping[str, Any], little_only: bool = False) -> tuple[ListenParams, str]:
     """The parameters a model's metadata holds, and where they came from (for logs and reports).
 
-    Raises ValueError naming the bad entry when the section is malformed: a model that
+    Raises ParamsError naming the bad entry when the section is malformed: a model that
     says something wrong about itself is an error, never silently replaced by defaults.
     """
     section = raw.get(SECTION)
     if section is None:
         return DEFAULTS, "defaults (the model has no listen section)"
     if not isinstance(section, Mapping):
-        raise ValueError("the listen section is not an object")
+        raise ParamsError("the listen section is not an object")
     values = {name: section[name] for name in FIELDS if name in section}
     origin = "the model's listen section"
     if little_only and LITTLE_ONLY in section:
         alone = section[LITTLE_ONLY]
         if not isinstance(alone, Mapping):
-            raise ValueError("listen.little_only is not an object")
+            raise ParamsError("listen.little_only is not an object")
         values.update({name: alone[name] for name in LITTLE_ONLY_FIELDS if name in alone})
         origin = "the model's listen.little_only section"
     try:
         return ListenParams(**values), origin
     except TypeError as error:
-        raise ValueError(f"listen section: {error}") from error
+        raise ParamsError(f"listen section: {error}") from error
 
 
 def with_overrides(params: ListenParams, **overrides: Any) -> ListenParams:

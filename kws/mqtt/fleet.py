@@ -119,8 +119,11 @@ class InferenceFleet:
         """``<log_dir>/<name>.log``, or None (the child's lines are relayed to our stderr, named)."""
         if self.log_dir is None:
             return contextlib.nullcontext()
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        return open(self.log_dir / f"{name}.log", "wb")
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            return open(self.log_dir / f"{name}.log", "wb")
+        except OSError as error:
+            raise FleetError(f"cannot write the inference clients' logs in {self.log_dir}: {error}") from error
 
     def check_alive(self) -> None:
         """Raise :class:`FleetError` naming every child that has exited."""

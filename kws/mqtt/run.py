@@ -30,6 +30,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from tqdm import tqdm
 
+from kws.errors import KwsError
 from kws.features import FeatureConfig
 from kws.mqtt.connection import DEFAULT_SESSION_EXPIRY_S, ConnectionSettings, MqttConnection
 from kws.mqtt.fleet import InferenceFleet
@@ -52,13 +53,24 @@ POLL_S = 0.1
 BROKER_TIMEOUT_S = 10.0
 
 
+class BrokerUnavailable(KwsError, ConnectionError):
+    """The broker refused us or did not answer in time; the text says why and what to do."""
+
+
+class NoClientsOnline(KwsError, TimeoutError):
+    """No inference client announced itself in time, so no clip could be answered."""
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """What the run waits for and how it combines."""
 
-    expect: int
+    expect: int = 0
+    """Answers per clip, one per model. A session (:mod:`kws.mqtt.session`) fills in 0: as many as
+    ``expect_models``, or as the clients it spawns; a run itself needs at least 1."""
     expect_models: tuple[str, ...] = ()
-    """Only clients announcing one of these models may answer (empty: any with our FeatureConfig)."""
+    """Only clients announcing one of these models may answer (empty: any with our FeatureConfig; a
+    session fills in the models it spawns)."""
     timeout_s: float = 10.0
     """Per clip, counted from its publication."""
     policy: str = "sum"
@@ -162,14 +174,15 @@ class CooperativeRun:
         return self.roster.online_sources()
 
     def wait_for_broker(self) -> None:
-        """Raise ConnectionError, saying why, when the broker refuses us or is not reached in BROKER_TIMEOUT_S."""
+        """Raise :class:`BrokerUnavailable`, saying why, when the broker refuses us or is not reached in
+        BROKER_TIMEOUT_S."""
         if self.connection.wait_connected(BROKER_TIMEOUT_S):
             return
         if self.connection.refusal is not None:
-            raise ConnectionError(self.connection.refusal)
+            raise BrokerUnavailable(self.connection.refusal)
         broker = self.connection.settings.broker.url
         why = self.connection.last_failure or "no answer to the MQTT handshake"
-        raise ConnectionError(
+        raise BrokerUnavailable(
             f"cannot reach the MQTT broker at {broker} ({why}) within {BROKER_TIMEOUT_S:.0f} s: start one "
             "(e.g. mosquitto), point --broker at it, or pass --embedded-broker"
         )
@@ -185,11 +198,11 @@ class CooperativeRun:
             if self.fleet is not None:
                 self.fleet.check_alive()
             if self.connection.refusal is not None:
-                raise ConnectionError(self.connection.refusal)
+                raise BrokerUnavailable(self.connection.refusal)
             if time.monotonic() > deadline:
                 online = len(self.answer_sources())
                 if not online:
-                    raise TimeoutError(
+                    raise NoClientsOnline(
                         f"no inference client came online within {self.settings.ready_timeout_s:.0f} s"
                         + (f" with one of the models {wanted.strip(' ()')}" if wanted else "")
                     )

@@ -10,8 +10,9 @@ started, however the run ends.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from kws.audio import read_clip
 from kws.data.clips import Clip, select_clips, spread_evenly
+from kws.errors import KwsError
 from kws.features import FeatureConfig, compute_features
 from kws.model.metadata import ModelMetadata, metadata_path
 from kws.mqtt.brokers import embedded
@@ -27,6 +29,10 @@ from kws.mqtt.fleet import InferenceFleet, specs_for_models
 from kws.mqtt.protocol import DEFAULT_BROKER, DEFAULT_TOPIC_PREFIX, BrokerAddress, Topics, parse_broker_url
 from kws.mqtt.run import CooperativeRun, LabelledFeatures, RunSettings
 from kws.mqtt.security import BrokerSecurity
+
+
+class SessionError(KwsError, ValueError):
+    """Options a cooperative session cannot run with; the text names the flag to change."""
 
 
 @dataclass(frozen=True)
@@ -41,10 +47,6 @@ class CooperativeOptions:
     """Models to start one inference client for, as child processes."""
     config_from: str | None = None
     """The model whose metadata gives the FeatureConfig and labels (default: the first of ``spawn``)."""
-    expect: int | None = None
-    """Answers per clip (default: the number of ``expect_models``, else of ``spawn``)."""
-    expect_models: Sequence[str] = ()
-    """Accept answers only from clients announcing these models (default: the ``spawn`` models' names)."""
     broker: str | None = None
     embedded_broker: bool = False
     security: BrokerSecurity = BrokerSecurity()
@@ -54,8 +56,9 @@ class CooperativeOptions:
     session_expiry_s: int = DEFAULT_SESSION_EXPIRY_S
     client_logs: Path | None = None
     client_log_level: str = "INFO"
-    run: dict[str, Any] = field(default_factory=dict)
-    """:class:`~kws.mqtt.run.RunSettings` fields other than ``expect`` (timeout_s, policy, qos_audio, ...)."""
+    run: RunSettings = RunSettings()
+    """How the run goes: answers per clip and from which models (``expect`` 0 and ``expect_models`` empty:
+    one from each ``spawn`` model), timeout, policy, QoS, pacing."""
 
 
 def read_feature_source(model: str | Path) -> ModelMetadata:
@@ -85,29 +88,30 @@ def choose_broker(options: CooperativeOptions) -> BrokerAddress:
 
 
 def run_cooperative(options: CooperativeOptions) -> dict[str, Any]:
-    """Run the session and return its report; raises ValueError (bad options), ModelError,
-    DatasetError, FleetError, TimeoutError or ConnectionError (no broker), each with a clear message."""
+    """Run the session and return its report; raises a :class:`~kws.errors.KwsError` with a clear message:
+    SessionError (bad options), ModelError, DatasetError, FleetError, BrokerStartError, BrokerUnavailable
+    (no broker), NoClientsOnline."""
     if options.embedded_broker and (options.security.username or options.security.uses_tls_files):
-        raise ValueError("the embedded broker has no accounts and no TLS: drop --username, --password-file, "
+        raise SessionError("the embedded broker has no accounts and no TLS: drop --username, --password-file, "
                          "--cafile, --certfile and --keyfile, or use --broker")
     source = options.config_from or (options.spawn[0] if options.spawn else None)
     if source is None:
-        raise ValueError("say which model's FeatureConfig to use: --config-from MODEL (or --spawn MODEL ...)")
-    expect_models = tuple(options.expect_models) or tuple(read_feature_source(model).name for model in options.spawn)
-    expect = options.expect or len(expect_models) or len(options.spawn)
+        raise SessionError("say which model's FeatureConfig to use: --config-from MODEL (or --spawn MODEL ...)")
+    expect_models = options.run.expect_models or tuple(read_feature_source(model).name for model in options.spawn)
+    expect = options.run.expect or len(expect_models) or len(options.spawn)
     if expect < 1:
-        raise ValueError("say how many answers each clip gets: --expect N (or --expect-models, or --spawn MODEL ...)")
+        raise SessionError("say how many answers each clip gets: --expect N (or --expect-models, or --spawn MODEL ...)")
     if expect < len(set(expect_models)):
-        raise ValueError(f"--expect {expect} is fewer than the {len(set(expect_models))} expected models, "
+        raise SessionError(f"--expect {expect} is fewer than the {len(set(expect_models))} expected models, "
                          "each of which answers every clip")
     mqtt_version = options.mqtt_version or (embedded.MQTT_VERSION if options.embedded_broker else "5")
     if options.embedded_broker and mqtt_version != embedded.MQTT_VERSION:
-        raise ValueError(f"the embedded broker speaks MQTT {embedded.MQTT_VERSION} only")
+        raise SessionError(f"the embedded broker speaks MQTT {embedded.MQTT_VERSION} only")
     metadata = read_feature_source(source)
     clips = choose_clips(options.data_dir, options.split, metadata.labels, options.limit)
     topics = Topics(options.topic_prefix)
     broker = choose_broker(options)
-    settings = RunSettings(expect=expect, expect_models=expect_models, **options.run)
+    settings = dataclasses.replace(options.run, expect=expect, expect_models=expect_models)
     with contextlib.ExitStack() as cleanup:
         if options.embedded_broker:
             broker = cleanup.enter_context(embedded.EmbeddedBroker(broker.host, broker.port)).address

@@ -56,7 +56,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -99,6 +99,8 @@ FEATURES_ENCODING = "int8"
 #: seconds, and with the breaker's three failures a dead-slow Big costs a run 3 s, not 15.
 DEFAULT_TIMEOUT_S = 1.0
 DEFAULT_RETRIES = 2
+#: Where a Pi looks for the Big service unless told (the service's own default address).
+DEFAULT_SERVICE = "http://127.0.0.1:8080"
 #: Statuses worth retrying: the service (or a proxy before it) is restarting or overloaded.
 RETRY_STATUSES = (502, 503, 504)
 #: Largest answer read; a /predict answer is ~300 bytes and /model a few KB.
@@ -325,6 +327,25 @@ def read_capped(response: urllib3.BaseHTTPResponse, limit: int, seconds: float) 
     return b"".join(chunks)  # one chunk (the usual answer) is returned as it is, not copied
 
 
+@dataclass(frozen=True)
+class BigClientSettings:
+    """Where the Big service is and how patiently to ask it: what a program's flags say
+    (:mod:`kws.cli.big_client_flags`), checked there; :meth:`BigClient.from_settings` makes the client."""
+
+    service_url: str = DEFAULT_SERVICE
+    timeout: float = DEFAULT_TIMEOUT_S
+    retries: int = DEFAULT_RETRIES
+    device: str | None = None
+    """The device id in the SenML base name (None: this host's name)."""
+    payload: str = "auto"
+    compress: str = "auto"
+    token: str | None = field(default=None, repr=False)
+    """Sent as ``Authorization: Bearer``; never in a repr or a log."""
+    cafile: str | None = None
+    breaker_failures: int = DEFAULT_FAILURES
+    breaker_cooldown_s: float = DEFAULT_COOLDOWN_S
+
+
 class BigClient:
     """A keep-alive HTTP client of the Big service, on one ``requests`` session.
 
@@ -343,6 +364,11 @@ class BigClient:
     come from several threads at once: the adapter's pool is thread-safe, and the client
     keeps no per-request state.
     """
+
+    @classmethod
+    def from_settings(cls, settings: BigClientSettings) -> BigClient:
+        """The client ``settings`` describe."""
+        return cls(**asdict(settings))
 
     def __init__(
         self,
