@@ -17,12 +17,12 @@ the end::
     python demo.py --data-dir ../shared/data/speech_commands --limit 80
 """
 
-# ruff: noqa: E402 - imports follow the environment line on purpose
+# ruff: noqa: E402 - imports follow the thread setting on purpose
 from __future__ import annotations
 
-import os
+from kws.util.threads import one_blas_thread
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one clip at a time (see little_client.py)
+one_blas_thread()  # before numpy loads: one clip at a time, as the programs it runs
 
 import argparse
 import logging

@@ -13,12 +13,9 @@ Examples:
 
 from __future__ import annotations
 
-import os
+from kws.util.threads import one_blas_thread
 
-# One BLAS thread, set before numpy loads OpenBLAS. A clip's matrices are tiny and
-# the Pi featurises one clip at a time; OpenBLAS's thread hand-off instead costs
-# ~7 ms a clip (8x the work itself) whenever another process holds a core.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+one_blas_thread()  # before numpy loads: one clip at a time, as the Pi
 
 import argparse  # noqa: E402
 import logging  # noqa: E402

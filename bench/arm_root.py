@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
+from kws.util.logs import setup_logging
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO_ROOT / ".arm"
 SUITE = "bookworm"
@@ -263,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="where built roots are kept (default: %(default)s)")
     parser.add_argument("--rebuild", action="store_true", help="build even when a cached root exists")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.INFO)
     try:
         print(ensure_tarball(targets()[args.arch], args.cache_dir, args.mirror, rebuild=args.rebuild))
     except (RootError, subprocess.TimeoutExpired) as error:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 
-# One BLAS thread for numpy's filterbank product: a single-core figure, and what a Pi client gets.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from kws.util.threads import one_blas_thread
+
+one_blas_thread()  # before numpy loads: a single-core figure, and what a Pi client gets
 
 import argparse
 import importlib.metadata

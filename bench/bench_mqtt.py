@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import os
 
-# One clip at a time: OpenBLAS's thread pool only adds hand-offs to the small matrix
-# products of one clip's features (see little_client.py for the measurement).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from kws.util.threads import one_blas_thread
+
+one_blas_thread()  # before numpy loads: one clip at a time, as the programs it measures
 
 import argparse
 import contextlib

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 
-# One BLAS thread for numpy and (below) one TensorFlow thread: a fair, repeatable
-# single-core comparison, and what a Pi client featurising one clip gets.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from kws.util.threads import one_blas_thread
+
+one_blas_thread()  # before numpy loads: with one TensorFlow thread below: a fair single-core comparison
 
 import argparse
 import logging

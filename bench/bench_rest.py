@@ -39,9 +39,9 @@ from __future__ import annotations
 
 import os
 
-# As in big_service.py: one OpenBLAS thread per worker thread, so that the
-# in-process path runs under the same conditions as the service it is compared to.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from kws.util.threads import one_blas_thread
+
+one_blas_thread()  # before numpy loads: as in big_service.py, which the in-process path is compared to
 
 import argparse
 import logging

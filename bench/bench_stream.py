@@ -14,12 +14,14 @@ over thresholds) are drawn from there.
     python -m bench.bench_stream --data-dir ../shared/data/speech_commands
 """
 
-# ruff: noqa: E402 - imports follow the environment line on purpose
+# ruff: noqa: E402 - imports follow the thread setting on purpose
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one window at a time, as the Pi works
+from kws.util.threads import one_blas_thread
+
+one_blas_thread()  # before numpy loads: one window at a time, as the Pi works
 
 import argparse
 import dataclasses

@@ -14,15 +14,12 @@ checkout it is ``python big_service.py``. Logs go to stderr, one line each (with
 time when stderr is the systemd journal, which stamps lines itself: :mod:`kws.util.logs`).
 """
 
-# ruff: noqa: E402 - imports follow the environment line on purpose
+# ruff: noqa: E402 - imports follow the thread setting on purpose
 from __future__ import annotations
 
-import os
+from kws.util.threads import one_blas_thread
 
-# Each worker thread computes one clip's features with small matrix products;
-# OpenBLAS's own thread pool on top of the workers oversubscribes the cores.
-# Measured on 2 busy cores: 13.9 ms per /predict with it, 5.5 ms with one thread.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+one_blas_thread()  # before numpy loads: one clip per worker thread
 
 import argparse
 import logging

@@ -23,14 +23,12 @@ checkout it is ``python cooperative_client.py``. Logs go to stderr, one line eac
 time when stderr is the systemd journal, which stamps lines itself: :mod:`kws.util.logs`).
 """
 
-# ruff: noqa: E402 - imports follow the environment line on purpose
+# ruff: noqa: E402 - imports follow the thread setting on purpose
 from __future__ import annotations
 
-import os
+from kws.util.threads import one_blas_thread
 
-# One clip at a time: OpenBLAS's thread pool only adds hand-offs to the small matrix
-# products of one clip's features (see little_client.py for the measurement).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+one_blas_thread()  # before numpy loads: one clip at a time
 
 import argparse
 import signal
