@@ -1,12 +1,18 @@
-"""The tree is the architecture: what a user runs at the top, the rest in the package, no cycles.
+"""The tree is the architecture: what a user runs at the top, the rest in the package, no cycles; what
+ships (the runtime) apart from what tunes and proves it (kws.tuning, kws.training, kws.evaluation).
 
 These are the rules a newcomer relies on when changing a file without fear; they are
-checked on the source, with ``ast``, not by convention.
+checked on the source, with ``ast``, and on what the programs really load, not by convention.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
+import importlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +24,23 @@ ENTRY_SCRIPTS = (
 )
 SCRIPT_MODULES = {Path(name).stem for name in ENTRY_SCRIPTS}
 PACKAGE = REPO_ROOT / "kws"
+#: The programs a Pi or a server runs, and the package modules that are their ``main``.
+RUNTIME_SCRIPTS = {
+    "little_client.py": "kws.cli.little", "big_service.py": "kws.cli.big",
+    "inference_client.py": "kws.cli.infer", "cooperative_client.py": "kws.cli.coop",
+}
+#: What tunes and proves the runtime: packages the runtime never imports.
+OFFLINE_PACKAGES = ("kws.tuning", "kws.training", "kws.evaluation")
+#: Programs of the offline side that live with the others in kws.cli.
+OFFLINE_PROGRAMS = ("kws.cli.calibrate",)
+#: What a runtime program must not load: the offline side, the benchmarks and tests, and the heavy
+#: libraries of training and evaluation. The Big service loads onnxruntime only once it serves a
+#: head on the pretrained front end (kws.frontend.embedding, imported when such a model loads).
+NOT_LOADED_BY_THE_RUNTIME = (
+    *OFFLINE_PACKAGES, "bench", "tests", "conftest", "tensorflow", "tf_keras", "sklearn", "matplotlib", "onnxruntime",
+)
+#: Exceptions that are not errors but ways to stop a loop; everything else derives from kws.errors.KwsError.
+CONTROL_FLOW_EXCEPTIONS = {"kws.listen.listener.StopListening"}
 
 
 def python_files(root: Path) -> list[Path]:
@@ -87,10 +110,14 @@ def test_tests_and_benchmarks_import_the_package_not_entry_scripts() -> None:
     assert {path: names for path, names in upward.items() if names} == {}
 
 
-def test_the_package_has_no_import_cycles() -> None:
+def package_graph() -> dict[str, set[str]]:
+    """Each module of the package and the package's modules it imports."""
     modules = {module_name(path): path for path in python_files(PACKAGE)}
-    graph = {name: {dep for dep in imported_modules(path) if dep in modules and dep != name}
-             for name, path in modules.items()}
+    return {name: {dep for dep in imported_modules(path) if dep in modules and dep != name}
+            for name, path in modules.items()}
+
+
+def assert_acyclic(graph: dict[str, set[str]]) -> None:
     state: dict[str, str] = {}
 
     def visit(name: str, trail: list[str]) -> None:
@@ -104,6 +131,109 @@ def test_the_package_has_no_import_cycles() -> None:
 
     for name in sorted(graph):
         visit(name, [])
+
+
+def test_the_package_has_no_import_cycles() -> None:
+    assert_acyclic(package_graph())
+
+
+def subpackage(name: str) -> str:
+    """``kws.cascade.run`` -> ``kws.cascade``; ``kws.audio`` -> ``kws.audio``."""
+    return ".".join(name.split(".")[:2])
+
+
+def test_the_subpackages_depend_on_each_other_without_cycles() -> None:
+    """Read bottom up, each sub-package stands on those below it only (kws.cli and kws.tuning on top)."""
+    graph: dict[str, set[str]] = {}
+    for name, deps in package_graph().items():
+        graph.setdefault(subpackage(name), set()).update(
+            subpackage(dep) for dep in deps if subpackage(dep) != subpackage(name)
+        )
+    assert_acyclic(graph)
+
+
+def is_offline(name: str) -> bool:
+    return any(name == root or name.startswith(root + ".") for root in (*OFFLINE_PACKAGES, *OFFLINE_PROGRAMS))
+
+
+def test_the_runtime_never_imports_the_offline_side() -> None:
+    """No module outside kws.tuning, kws.training, kws.evaluation and the offline programs imports them,
+    even inside a function."""
+    graph = package_graph()
+    upward = {name: sorted(dep for dep in deps if is_offline(dep))
+              for name, deps in graph.items() if not is_offline(name)}
+    assert {name: deps for name, deps in upward.items() if deps} == {}
+
+
+def test_what_a_runtime_program_imports_is_runtime_only() -> None:
+    """The four programs' modules and everything they import, transitively, on the source."""
+    graph = package_graph()
+    reached, todo = set(), list(RUNTIME_SCRIPTS.values())
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(graph[name])
+    assert sorted(name for name in reached if is_offline(name)) == []
+
+
+#: Imports one entry script as a module, without running its main (that only runs as __main__),
+#: and prints every module then loaded.
+LOAD_PROBE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("entry_script", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("script", sorted(RUNTIME_SCRIPTS))
+def test_a_runtime_program_loads_nothing_of_the_offline_side(script: str) -> None:
+    """What the program really loads, in a fresh interpreter: nothing that tunes or proves, no heavy library."""
+    done = subprocess.run([sys.executable, "-c", LOAD_PROBE, str(REPO_ROOT / script)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    assert RUNTIME_SCRIPTS[script] in loaded, "the probe loaded the program's module"
+    forbidden = sorted(
+        name for name in loaded
+        if any(name == root or name.startswith(root + ".") for root in NOT_LOADED_BY_THE_RUNTIME)
+    )
+    assert forbidden == []
+
+
+def exception_classes() -> dict[str, list[str]]:
+    """Every class in the package that derives, by name, from a builtin exception or another exception
+    class of the package: its dotted name and its bases as written."""
+    bases_of: dict[str, list[str]] = {}
+    for path in python_files(PACKAGE):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ClassDef) and node.bases:
+                bases_of[f"{module_name(path)}.{node.name}"] = [ast.unparse(base) for base in node.bases]
+    short = {name.rsplit(".", 1)[1]: name for name in bases_of}
+    builtin = {name for name, value in vars(builtins).items()
+               if isinstance(value, type) and issubclass(value, BaseException)}
+
+    def is_exception(name: str, seen: frozenset[str] = frozenset()) -> bool:
+        return any(base in builtin or (base in short and short[base] not in seen
+                                       and is_exception(short[base], seen | {name}))
+                   for base in bases_of[name])
+
+    return {name: bases for name, bases in bases_of.items() if is_exception(name)}
+
+
+def test_every_error_of_the_package_is_a_kws_error() -> None:
+    """One root (kws.errors.KwsError): a program or the service catches one class, never a list that grows."""
+    import kws.errors
+
+    found = exception_classes()
+    assert len(found) > 20, "the scan finds the package's exception classes"
+    not_rooted = []
+    for name in sorted(set(found) - CONTROL_FLOW_EXCEPTIONS - {"kws.errors.KwsError"}):
+        module_path, _, class_name = name.rpartition(".")
+        if not issubclass(getattr(importlib.import_module(module_path), class_name), kws.errors.KwsError):
+            not_rooted.append(name)
+    assert not_rooted == []
 
 
 def test_tensorflow_is_imported_under_kws_training_only() -> None:
