@@ -254,3 +254,15 @@ def test_onnxruntime_is_imported_by_the_front_ends_server_side_only() -> None:
         if any(name.split(".")[0] == "onnxruntime" for name in imported_modules(path))
     ]
     assert importers == ["kws/frontend/embedding.py"]
+
+
+def test_one_place_turns_a_models_output_into_probabilities() -> None:
+    """KeywordModel.predict_features applies the softmax a logits graph needs; nothing else defines or imports one."""
+    users = []
+    for path in python_files(PACKAGE):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.FunctionDef) and node.name == "softmax":
+                users.append(f"{module_name(path)} defines softmax")
+            if isinstance(node, ast.ImportFrom) and any(alias.name == "softmax" for alias in node.names):
+                users.append(f"{module_name(path)} imports softmax from {node.module}")
+    assert users == ["kws.model.runtime defines softmax"]
