@@ -1,4 +1,4 @@
-"""The options of the MQTT programs: where the broker is, who we are to it, how we trust it; how a run goes.
+"""The options of the MQTT programs: where the broker is, who we are to it, how we trust it.
 
 ``cooperative_client.py`` and ``inference_client.py`` add them with
 :func:`add_broker_arguments` and check them with :func:`check_broker_arguments`,
@@ -13,7 +13,6 @@ import argparse
 from pathlib import Path
 
 from kws.mqtt.connection import DEFAULT_SESSION_EXPIRY_S, MQTT_VERSIONS
-from kws.mqtt.policies import POLICIES
 from kws.mqtt.protocol import (
     DEFAULT_BROKER,
     DEFAULT_TOPIC_PREFIX,
@@ -22,7 +21,6 @@ from kws.mqtt.protocol import (
     Topics,
     parse_broker_url,
 )
-from kws.mqtt.run import RunSettings
 from kws.mqtt.security import BrokerSecurity, SecurityError
 
 
@@ -87,51 +85,3 @@ def check_broker_arguments(
     except SecurityError as error:
         parser.error(str(error))
     return broker, security
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """The ``run`` argument group of the cooperative client: whom to wait for, how long, how to combine."""
-    run = parser.add_argument_group("run")
-    run.add_argument(
-        "--expect", type=int, metavar="N",
-        help="answers per clip, one per model (default: the number of --expect-models or of --spawn)",
-    )
-    run.add_argument(
-        "--expect-models", nargs="+", metavar="NAME", default=[],
-        help="accept answers only from clients that announced one of these models (default: the --spawn "
-        "models; without --spawn, any model with our FeatureConfig)",
-    )
-    run.add_argument(
-        "--timeout", type=float, default=10.0, metavar="S",
-        help="seconds a clip waits for its answers after publication (default: %(default)s)",
-    )
-    run.add_argument(
-        "--policy", choices=POLICIES, default="sum",
-        help="combine by summed probabilities or by majority vote (default: %(default)s)",
-    )
-    run.add_argument(
-        "--qos-audio", type=int, choices=(0, 1, 2), default=1, help="QoS of the features (default: %(default)s)"
-    )
-    run.add_argument(
-        "--qos-prediction", type=int, choices=(0, 1, 2), default=1, help="QoS of the answers (default: %(default)s)"
-    )
-    run.add_argument(
-        "--max-pending", type=int, default=256, metavar="N",
-        help="clips published but unfinished at most, so broker queues stay short (default: %(default)s)",
-    )
-    run.add_argument("--rate", type=float, metavar="CLIPS_PER_S", help="pace publishing (default: as fast as allowed)")
-    run.add_argument(
-        "--ready-timeout", type=float, default=60.0, metavar="S",
-        help="seconds to wait for the clients to come online (default: %(default)s)",
-    )
-    return run
-
-
-def run_settings(args: argparse.Namespace) -> RunSettings:
-    """The run the ``run`` group describes; ``expect`` 0 and no ``expect_models`` when the flags give none
-    (the session then expects one answer from each model it spawns)."""
-    return RunSettings(
-        expect=args.expect or 0, expect_models=tuple(args.expect_models), timeout_s=args.timeout,
-        policy=args.policy, qos_audio=args.qos_audio, qos_prediction=args.qos_prediction,
-        max_pending=args.max_pending, rate=args.rate, ready_timeout_s=args.ready_timeout,
-    )

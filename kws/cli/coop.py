@@ -36,11 +36,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kws.cli.broker_flags import add_broker_arguments, add_run_arguments, check_broker_arguments, run_settings
+from kws.cli.broker_flags import add_broker_arguments, check_broker_arguments
 from kws.data.clips import resolve_data_dir
 from kws.errors import KwsError
+from kws.mqtt.policies import POLICIES
 from kws.mqtt.protocol import DEFAULT_BROKER
 from kws.mqtt.report import format_summary
+from kws.mqtt.run import RunSettings
 from kws.mqtt.session import CooperativeOptions, run_cooperative
 from kws.reports import write_json_report
 from kws.util.logs import setup_logging
@@ -97,6 +99,54 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         help="of this client and of the spawned ones (default: %(default)s)",
     )
     return parser, parser.parse_args(argv)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The ``run`` argument group of the cooperative client: whom to wait for, how long, how to combine."""
+    run = parser.add_argument_group("run")
+    run.add_argument(
+        "--expect", type=int, metavar="N",
+        help="answers per clip, one per model (default: the number of --expect-models or of --spawn)",
+    )
+    run.add_argument(
+        "--expect-models", nargs="+", metavar="NAME", default=[],
+        help="accept answers only from clients that announced one of these models (default: the --spawn "
+        "models; without --spawn, any model with our FeatureConfig)",
+    )
+    run.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S",
+        help="seconds a clip waits for its answers after publication (default: %(default)s)",
+    )
+    run.add_argument(
+        "--policy", choices=POLICIES, default="sum",
+        help="combine by summed probabilities or by majority vote (default: %(default)s)",
+    )
+    run.add_argument(
+        "--qos-audio", type=int, choices=(0, 1, 2), default=1, help="QoS of the features (default: %(default)s)"
+    )
+    run.add_argument(
+        "--qos-prediction", type=int, choices=(0, 1, 2), default=1, help="QoS of the answers (default: %(default)s)"
+    )
+    run.add_argument(
+        "--max-pending", type=int, default=256, metavar="N",
+        help="clips published but unfinished at most, so broker queues stay short (default: %(default)s)",
+    )
+    run.add_argument("--rate", type=float, metavar="CLIPS_PER_S", help="pace publishing (default: as fast as allowed)")
+    run.add_argument(
+        "--ready-timeout", type=float, default=60.0, metavar="S",
+        help="seconds to wait for the clients to come online (default: %(default)s)",
+    )
+    return run
+
+
+def run_settings(args: argparse.Namespace) -> RunSettings:
+    """The run the ``run`` group describes; ``expect`` 0 and no ``expect_models`` when the flags give none
+    (the session then expects one answer from each model it spawns)."""
+    return RunSettings(
+        expect=args.expect or 0, expect_models=tuple(args.expect_models), timeout_s=args.timeout,
+        policy=args.policy, qos_audio=args.qos_audio, qos_prediction=args.qos_prediction,
+        max_pending=args.max_pending, rate=args.rate, ready_timeout_s=args.ready_timeout,
+    )
 
 
 def options_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> CooperativeOptions:
