@@ -129,7 +129,7 @@ def test_an_impersonator_wins_on_an_open_broker_which_is_why_the_recipe_has_an_a
     mosquitto, ensemble_models, model_names, small_dataset, tmp_path
 ) -> None:
     """Writing under a member's name with valid scores is indistinguishable in the message: the limit of
-    what the cooperative client can check alone, measured so the README can say it."""
+    what the cooperative client can check alone, measured so the documentation can say it (docs/benchmarks.md)."""
     labels = ModelMetadata.read(ensemble_models[0].with_suffix(".json")).labels
     report_path = tmp_path / "report.json"
     with member_fleet(mosquitto.address, ensemble_models, None, tmp_path / "clients"), \
