@@ -5,7 +5,7 @@ through a real Mosquitto while forgers (:mod:`bench.forger`) answer every clip t
 One cooperative run per scenario, all over the same clips, expecting the four models:
 
 * ``alone``: an open broker (anonymous, plain text), no forger: the reference;
-* ``forgers``: the same broker with the issue's forger (never announced, its own
+* ``forgers``: the same broker with the obvious forger (never announced, its own
   name, scores of 1000 on one label), one claiming the members' names from its own
   topic, and a newcomer that announces itself as a fifth model;
 * ``impersonator``: the same broker with a forger writing under each member's name,

@@ -3,10 +3,10 @@
 For each room (quiet, about -42 dBFS of noise; noisy, about -27 dBFS) a stream is built
 from the **test** split (every keyword clip, the other words of test speakers from
 speech_commands_other, pauses of 1-2.5 s, then noise alone from the test half of each
-_background_noise_ recording; kws/listen/stream_synthesis.py). It is heard by the live listener
+_background_noise_ recording; kws/tuning/stream_synthesis.py). It is heard by the live listener
 (kws/listen/listener.py), Little alone and Little with the real Big service over HTTP
 confirming its uncertain band, with the parameters in the Little model's metadata. The
-issue's obvious window (3 windows, 0.9, 1 s quiet) is shown beside them for Little and
+obvious window (3 windows, 0.9, 1 s quiet) is shown beside them for Little and
 for Big as the spotter, replayed from the same posteriors, and the DET curves (miss rate
 against false alarms per hour of noise and against the share of other words that fire,
 over thresholds) are drawn from there.
@@ -101,7 +101,7 @@ def bench_room(room: str, stream: stream_synthesis.SyntheticStream, little: Keyw
     little_track = make_track(stream, little, None, params.hop_samples)
     big_track = make_track(stream, big, None, params.hop_samples)
     naive = dataclasses.replace(DEFAULTS, confirm_below=0.0)
-    for mode, track in (("Little, issue's window", little_track), ("Big alone, issue's window", big_track)):
+    for mode, track in (("Little, the obvious window", little_track), ("Big alone, the obvious window", big_track)):
         outcome = judge_tracks([track], naive, with_big=False)
         rows.append(row(room, mode, outcome.score, stream.seconds, naive, little_detections=outcome.little_detections))
     replayed = judge_tracks([little_track], alone, with_big=False).score

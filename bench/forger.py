@@ -5,7 +5,7 @@ to check that nobody on the broker can steer the ensemble. It is a real MQTT cli
 (our :class:`~kws.mqtt.connection.MqttConnection`, so it can log in and speak TLS
 like any other), and it attacks in the ways a message can lie:
 
-* under its **own name**, unannounced (the issue's forger), with scores that are no
+* under its **own name**, unannounced (the obvious forger), with scores that are no
   probabilities (1000 on one label), which would swamp a summed ensemble;
 * under its own topic level, with a payload that **claims** to come from a member;
 * as an **impersonator**: on a member's topic level with the member's name and model,

@@ -256,6 +256,9 @@ def cascade_budget(report: dict[str, Any]) -> Rendered:
 # --- always listening and robustness (bench_stream, bench_robustness) ----------------------------------------------
 
 STREAM_MODES = {"Little alone": "Little alone (calibrated)", "Little + Big": "**Little + Big (calibrated)**",
+                "Little, the obvious window": "Little, the obvious window",
+                "Big alone, the obvious window": "Big alone, the obvious window",
+                # the labels of reports written before the bench renamed them
                 "Little, issue's window": "Little, the obvious window", "Big alone, issue's window":
                 "Big alone, the obvious window"}
 

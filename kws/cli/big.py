@@ -70,7 +70,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--max-body", type=int, default=MAX_BODY_BYTES, metavar="BYTES",
         help="largest accepted request body (default: %(default)s)",
     )
-    security = parser.add_argument_group("security (see the README's 'Deploying securely')")
+    security = parser.add_argument_group("security (see docs/deploying-securely.md)")
     security.add_argument(
         "--token-file", type=Path, metavar="FILE",
         help="require 'Authorization: Bearer <token>' on /predict, the token being FILE's first line",

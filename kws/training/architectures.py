@@ -128,7 +128,7 @@ def build_res_cnn(
 def build_embedding_head(input_shape, num_labels: int, normalization, hidden: int = 0, dropout: float = 0.3):
     """A head over the pretrained front end's embeddings, (windows, 96): each embedding dimension
     standardised, pooled over the windows as mean and max (192 values), then ``hidden`` ReLU units
-    (0: none, a linear head, the issue's floor) and the softmax."""
+    (0: none, a linear head, the floor any head must beat) and the softmax."""
     inputs = keras.Input(shape=input_shape, name="embeddings")
     x = _standardize(inputs, normalization)
     x = layers.Concatenate(name="pooled")([

@@ -1,7 +1,7 @@
 """The recipes of the shipped models: architecture, features, training and compression settings.
 
 Each shipped model is a named :class:`Recipe` in :data:`RECIPES`, so
-``python train.py --recipe little`` rebuilds it and the README's table can say
+``python train.py --recipe little`` rebuilds it and the models table (docs/training-and-data.md) can say
 exactly how every model was made. No TensorFlow is imported here.
 """
 
@@ -150,7 +150,7 @@ RECIPES: dict[str, Recipe] = {
 
 # Tried for the cascade, not shipped: the shipped Little, distilled from the shipped Big. Its errors
 # became findable (on validation Big's accuracy needs 27 % of the clips sent instead of 69 %), but
-# within the 15 % the cascade may send it did no better (see the README, "Big/Little over REST").
+# within the 15 % the cascade may send it did no better (see docs/big-little.md, "Measured").
 RECIPES["little_distilled"] = dataclasses.replace(
     RECIPES["little"],
     distillation=Distillation(teacher="big", weight=0.5, temperature=2.0),
@@ -160,7 +160,7 @@ RECIPES["little_distilled"] = dataclasses.replace(
 # Tried for the cascade, not shipped: the shipped Little on mean-normalised MFCCs (the feature change the
 # candidates for rooms and microphones use). Its float model peaked higher on validation (0.908 against
 # 0.898) but pruned and quantized it lost more (0.871 against 0.884), and within the 490 validation clips
-# neither difference is more than noise (see the README, "Big/Little over REST").
+# neither difference is more than noise (see docs/big-little.md, "Measured").
 RECIPES["little_mean_norm"] = dataclasses.replace(
     RECIPES["little"],
     features=ROBUST_LITTLE_FEATURES,
@@ -169,7 +169,7 @@ RECIPES["little_mean_norm"] = dataclasses.replace(
 
 # The retrain for always listening and for rooms and microphones: the shipped recipes with the
 # changes below, trained and measured, not shipped until they beat the shipped models on clean
-# keyword clips (see the README, "Robustness").
+# keyword clips (see docs/listening-and-robustness.md, "Robustness").
 RECIPES["little_robust"] = dataclasses.replace(
     RECIPES["little"],
     features=ROBUST_LITTLE_FEATURES,
@@ -189,7 +189,7 @@ RECIPES["big_robust"] = dataclasses.replace(
     description="candidate service model (not shipped yet): big + silence, other words, rooms and microphones",
 )
 
-# Big on the pretrained speech embedding (issue 18): the frozen front end that openWakeWord stands on
+# Big on the pretrained speech embedding: the frozen front end that openWakeWord stands on
 # (kws.frontend) and a small head over its 9 x 96 embeddings, trained on every shared folder with the
 # room-and-microphone changes, two augmented copies of each clip embedded once and cached.
 RECIPES["big_embedding"] = Recipe(

@@ -99,7 +99,7 @@ def score(stream: SyntheticStream, detections: Sequence[tuple[int, str]]) -> Str
     )
 
 
-#: The issue's targets: hit rate, false alarms per hour of noise, share of other words that fire, Big share.
+#: The listener's targets: hit rate, false alarms per hour of noise, share of other words that fire, Big share.
 TARGETS = {"hit_rate": 0.95, "false_alarms_per_hour": 0.5, "other_fire_rate": 0.02, "big_fraction": 0.2}
 
 

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 KEYWORD, OTHER = "keyword", "other"
 NOISE_FOLDER = "_background_noise_"
 OTHER_FOLDER = "speech_commands_other"
-#: The two rooms of the issue: noise RMS in dBFS (20 log10 of the RMS of samples in [-1, 1]).
+#: The two rooms the streams are built for: noise RMS in dBFS (20 log10 of the RMS of samples in [-1, 1]).
 NOISE_LEVELS_DBFS = {"quiet": -42.0, "noisy": -27.0}
 #: Pause between one word's voiced end and the next one's start; at least 1 s, so that the
 #: scoring windows (a word's span plus 1 s) never overlap.

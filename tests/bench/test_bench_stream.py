@@ -14,7 +14,7 @@ def test_bench_reports_both_rooms_and_draws_the_det_curve(data_dir: Path, other_
     assert bench_stream.main(["--data-dir", str(data_dir), "--other-dir", str(other_dir), "--limit", "16",
                               "--noise-minutes", "0.5", "--report", str(report_path), "--plot", str(plot_path)]) == 0
     report = json.loads(report_path.read_text())
-    modes = ["Little alone", "Little + Big", "Little, issue's window", "Big alone, issue's window"]
+    modes = ["Little alone", "Little + Big", "Little, the obvious window", "Big alone, the obvious window"]
     assert [(row["room"], row["mode"]) for row in report["rows"]] == [(room, mode) for room in ("quiet", "noisy")
                                                                       for mode in modes]
     for row in report["rows"]:

@@ -95,7 +95,7 @@ def member_fleet(broker: BrokerAddress, models: list[Path], secrets: Path | None
 def test_a_forger_beside_four_clients_changes_nothing_and_is_counted(
     mosquitto, ensemble_models, model_names, small_dataset, tmp_path
 ) -> None:
-    """The issue's forger (never announced, answers every clip under its own name with scores no model gives),
+    """The obvious forger (never announced, answers every clip under its own name with scores no model gives),
     plus one that claims the members' names from its own topic and one that announces itself as a fifth model."""
     config = ModelMetadata.read(ensemble_models[0].with_suffix(".json"))
     report_path = tmp_path / "report.json"

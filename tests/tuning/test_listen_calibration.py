@@ -47,7 +47,7 @@ def test_the_rule_picks_the_cheapest_set_on_validation(little_model, shipped_mod
     everything = list(tracks.values())
     alone_outcome = judge_tracks(everything, alone, with_big=False)
     naive = judge_tracks(everything, dataclasses.replace(DEFAULTS, confirm_below=0.0), with_big=False)
-    assert cost(alone_outcome.score) <= cost(naive.score)  # the window is in the grid: never worse
+    assert cost(alone_outcome.score) <= cost(naive.score)  # the obvious window is in the grid: never worse
     cascade = judge_tracks(everything, chosen, with_big=True)
     assert cost(cascade.score) <= cost(judge_tracks(everything, dataclasses.replace(chosen, confirm_below=0.0),
                                                     with_big=True).score)
