@@ -158,9 +158,10 @@ def cut_graph(path: Path, steps: list[Step], first_tuned_conv: int, output: Path
     Its output is channels first, (windows, channels, height, width): transpose it to (0, 2, 3, 1)
     before :func:`build_layers` reads it.
     """
-    from onnx.utils import extract_model
-
     from kws.frontend.embedding import EMBEDDING_INPUT
+
+    _onnx()  # a missing onnx is a ReplicaError with the fix, as in read_graph
+    from onnx.utils import extract_model
 
     cut_name = steps[cut_point(steps, first_tuned_conv)].input_name
     output.parent.mkdir(parents=True, exist_ok=True)
