@@ -69,3 +69,18 @@ def test_the_cut_graph_and_the_tuned_top_give_the_whole_embedding(steps, tmp_pat
 def test_a_cut_outside_the_convolutions_is_refused(steps, tmp_path: Path) -> None:
     with pytest.raises(ReplicaError, match="0 to 19"):
         cut_graph(installed_files().embedding, steps, 20, tmp_path / "bottom.onnx")
+
+
+def test_a_graph_with_an_operation_it_does_not_translate_is_refused_by_name(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Sigmoid", [EMBEDDING_INPUT], ["out"], name="squash")], "changed_front_end",
+        [helper.make_tensor_value_info(EMBEDDING_INPUT, TensorProto.FLOAT, [1, 76, 32, 1])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 76, 32, 1])],
+    )
+    path = tmp_path / "changed.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(ReplicaError, match=r"changed\.onnx: operation Sigmoid \(squash\)"):
+        read_graph(path)
