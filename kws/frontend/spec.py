@@ -107,11 +107,16 @@ class FrontEndSpec:
     """A clip is zero-padded at the end or trimmed to this many samples first (1 s, as every model here)."""
     padded_samples: int = 24_000
     """The clip is then centred in this many samples of zeros (1.5 s) before the mel graph."""
+    embedding_in_model: bool = False
+    """True when the model file holds the embedding network itself (its top tuned with the head): the
+    model reads the mel windows, and the embedding graph is never run for it."""
 
     def __post_init__(self) -> None:
         for name in ("mel_sha256", "embedding_sha256"):
             if not _SHA256.fullmatch(getattr(self, name)):
                 raise ValueError(f"{name} must be 64 lowercase hex digits, got {getattr(self, name)!r}")
+        if not isinstance(self.embedding_in_model, bool):
+            raise ValueError(f"embedding_in_model must be true or false, got {self.embedding_in_model!r}")
         if not self.package or not self.version or not self.mel_file or not self.embedding_file:
             raise ValueError("package, version, mel_file and embedding_file must not be empty")
         if not self.input_scale > 0 or not self.mel_divisor > 0:
