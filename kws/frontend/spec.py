@@ -156,6 +156,14 @@ class FrontEndSpec:
         return (self.num_windows, EMBEDDING_SIZE)
 
     @property
+    def model_input_shape(self) -> tuple[int, ...]:
+        """What a model on this front end reads per clip: the embeddings (9, 96), or, when the model holds
+        the embedding itself (``embedding_in_model``), the embedding's mel windows (9, 76, 32, 1)."""
+        if self.embedding_in_model:
+            return (self.num_windows, self.window_frames, NUM_MEL_BINS, 1)
+        return self.embedding_shape
+
+    @property
     def mel_shape(self) -> tuple[int, int]:
         """One clip's log-mel frames, as the Pi sends them: (147, 32)."""
         return (self.mel_frames, NUM_MEL_BINS)

@@ -19,6 +19,7 @@ and no FeatureConfig, so every client knows what the head reads.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -30,11 +31,12 @@ import numpy as np
 from kws.audio import SAMPLE_RATE
 from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS
 from kws.data.splits import is_training_only
-from kws.frontend.embedding import FrontEnd
+from kws.frontend.embedding import FrontEnd, mel_windows
 from kws.model.metadata import build_metadata, write_metadata
 from kws.training.augment import augment_audio
 from kws.training.data import SILENCE_SOURCE, SplitData, class_weights, load_non_keywords, load_split
-from kws.training.embedding_cache import embed_cached, to_int16
+from kws.training.embedding_cache import cache_dir, embed_cached, to_int16
+from kws.training.embedding_tuning import FrozenBottom, embeddings_of, tuned_model, whole_model
 from kws.training.export import convert, tflite_predictions
 from kws.training.fitting import fit, keep_best_weights
 from kws.training.non_keywords import NoiseBank, noise_dir_of
@@ -76,15 +78,19 @@ def train_embedding_head(
     splits["train"] = train_data = splits["train"].subset(train_fraction, seed)
     noise = NoiseBank.load(noise_dir_of(other_dir), "train")
     front_end = FrontEnd.load(recipe.front_end, threads=2)
+    tuning = recipe.tune_from_conv is not None
+    bottom = FrozenBottom(front_end, recipe.tune_from_conv) if tuning else None
+
+    def inputs_of(audio: np.ndarray, desc: str) -> np.ndarray:
+        """What the trained model reads: the frozen bottom's output (tuning), else the whole embeddings."""
+        clips = to_int16(audio)
+        return bottom.cached(clips, desc) if bottom is not None else embed_cached(front_end, clips, desc=desc)
 
     variants = np.stack([
-        embed_cached(front_end, to_int16(audio), desc=f"embedding training variant {index}")
+        inputs_of(audio, f"front end of training variant {index}")
         for index, audio in enumerate(training_variants(recipe, train_data, noise, seed))
-    ])  # (variants, clips, windows, 96)
-    embeddings = {split: embed_cached(front_end, to_int16(splits[split].audio), desc=f"embedding {split}")
-                  for split in ("validation", "test")}
-    clean = variants[0]
-    normalization = (clean.mean(axis=(0, 1)), clean.var(axis=(0, 1)))
+    ])  # (variants, clips, windows, ...)
+    inputs = {split: inputs_of(splits[split].audio, f"front end of {split}") for split in ("validation", "test")}
 
     weights = class_weights(train_data.labels, len(labels))
     per_class = np.array([weights[index] for index in range(len(labels))], dtype=np.float32)
@@ -92,20 +98,38 @@ def train_embedding_head(
     sample_weights = word_weights * per_class[train_data.labels]
     sequence = variant_sequence(variants, train_data.labels, sample_weights, recipe.batch_size, seed)
 
-    model = build_model(recipe.architecture, recipe.front_end.embedding_shape, len(labels), normalization,
-                        **recipe.options)
-    log.info("%s: %d parameters", recipe.architecture, model.count_params())
+    if bottom is not None:  # the head standardises the frozen embedding of the clean clips, as without tuning
+        frozen = tuned_model(variants.shape[2:], bottom.steps, bottom.start, keras.layers.Activation("linear"))
+        clean = embeddings_of(frozen, variants[0].astype(np.float32))
+    else:
+        clean = variants[0]
+    normalization = (clean.mean(axis=(0, 1)), clean.var(axis=(0, 1)))
+    head = build_model(recipe.architecture, recipe.front_end.embedding_shape, len(labels), normalization,
+                       **recipe.options)
+    model = tuned_model(variants.shape[2:], bottom.steps, bottom.start, head) if bottom is not None else head
+    trained_parameters = int(model.count_params())
+    log.info("%s: %d parameters trained", recipe.architecture, trained_parameters)
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=recipe.patience, mode="max")
-    history = fit(model, recipe, sequence, embeddings["validation"], splits["validation"].labels, None,
-                  recipe.epochs, recipe.learning_rate, [stop, keep_best_weights()])
+    history = fit(model, recipe, sequence, inputs["validation"].astype(np.float32), splits["validation"].labels,
+                  None, recipe.epochs, recipe.learning_rate, [stop, keep_best_weights()])
 
+    front_end_spec = recipe.front_end
+    if bottom is not None:
+        kept = cache_dir().parent / "tuned" / f"{name}.weights.h5"  # an export error then costs no training
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        model.save_weights(str(kept))
+        log.info("%s: tuned weights kept in %s", name, kept)  # ship the whole embedding with the tuned top: the model reads mel windows
+        front_end_spec = dataclasses.replace(recipe.front_end, embedding_in_model=True)
+        model = whole_model(front_end_spec, bottom.steps, model, head)
+        inputs = {split: np.stack([mel_windows(front_end.mel(clip), front_end_spec) for clip in
+                                   to_int16(splits[split].audio)]) for split in ("validation", "test")}
     model_bytes = convert(model, recipe, clean[:: max(1, len(clean) // 500)])
     output_dir.mkdir(parents=True, exist_ok=True)
     blobs = {"tflite": (f"{name}.tflite", model_bytes)}
     (output_dir / f"{name}.tflite").write_bytes(model_bytes)
     accuracy: dict[str, Any] = {"float_validation": round(float(max(history.history["val_accuracy"])), 4)}
     for split in ("validation", "test"):
-        predictions = tflite_predictions(model_bytes, embeddings[split])
+        predictions = tflite_predictions(model_bytes, inputs[split])
         accuracy.update(split_accuracy(split, splits[split], predictions, labels, data_dirs))
 
     metadata = build_metadata(
@@ -114,8 +138,10 @@ def train_embedding_head(
         labels=labels,
         feature_config=None,
         input_standardization=None,
-        front_end=recipe.front_end,
-        architecture={"type": recipe.architecture, **recipe.options, "parameters": int(model.count_params())},
+        front_end=front_end_spec,
+        architecture={"type": recipe.architecture, **recipe.options, "parameters": int(model.count_params()),
+                      **({"tuned_from_conv": recipe.tune_from_conv, "trained_parameters": trained_parameters}
+                         if tuning else {})},
         training=training_record(
             recipe, splits, labels, data_dirs, training_only, other_dir, train_fraction,
             {label: round(weights[index], 4) for index, label in enumerate(labels)},
@@ -168,7 +194,7 @@ def variant_sequence(variants: np.ndarray, labels: np.ndarray, weights: np.ndarr
 
         def __getitem__(self, index: int):
             rows = self.order[index * batch_size : (index + 1) * batch_size]
-            return variants[self.choice[rows], rows], labels[rows], weights[rows]
+            return variants[self.choice[rows], rows].astype(np.float32), labels[rows], weights[rows]
 
     return Variants()
 

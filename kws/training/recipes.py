@@ -76,6 +76,10 @@ class Recipe:
     variants: int = 0
     """For a head on the front end: augmented copies of every training clip, each embedded once and cached;
     every epoch draws one of them (or the clean clip) per clip."""
+    tune_from_conv: int | None = None
+    """For a head on the front end: tune the embedding's convolutions from this one (0-based, of 20) up
+    together with the head, the frozen bottom's output cached (:mod:`kws.training.embedding_tuning`);
+    None keeps the whole embedding frozen."""
     description: str = ""
 
 
@@ -189,10 +193,13 @@ RECIPES["big_robust"] = dataclasses.replace(
     description="candidate service model (not shipped yet): big + silence, other words, rooms and microphones",
 )
 
-# Big on the pretrained speech embedding: the frozen front end that openWakeWord stands on
-# (kws.frontend) and a small head over its 9 x 96 embeddings, trained on every shared folder with the
-# room-and-microphone changes, two augmented copies of each clip embedded once and cached.
-RECIPES["big_embedding"] = Recipe(
+# Big on the pretrained speech embedding: the front end that openWakeWord stands on (kws.frontend), its
+# top five convolutions tuned together with a small head over its 9 x 96 embeddings, trained on every
+# shared folder with the room-and-microphone changes, two augmented copies of each clip run once through
+# the frozen bottom and cached. Measured on the validation speakers: the frozen embedding with the same
+# head, 0.927 of all clips; tuning the top five of twenty convolutions, 0.934; the top nine, 0.936 at three
+# times the training time; all twenty, 45 minutes an epoch on two cores and no gain in a short trial.
+RECIPES["big_embedding_frozen"] = Recipe(
     architecture="embedding_head",
     features=None,
     front_end=FrontEndSpec(),
@@ -204,7 +211,16 @@ RECIPES["big_embedding"] = Recipe(
     augment=AugmentConfig(**_ROOM_AND_MICROPHONE),
     variants=2,
     non_keywords=True,
-    description="service model on the pretrained speech embedding: a head over its 9 x 96 embeddings",
+    description="service model for comparison: a head over the frozen pretrained speech embedding's 9 x 96 embeddings",
+)
+RECIPES["big_embedding"] = dataclasses.replace(
+    RECIPES["big_embedding_frozen"],
+    tune_from_conv=15,
+    epochs=12,
+    batch_size=64,
+    learning_rate=3e-4,
+    patience=12,
+    description="service model: the pretrained speech embedding, its top five convolutions tuned with a head",
 )
 
 
