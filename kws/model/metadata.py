@@ -53,10 +53,11 @@ class ModelMetadata:
                              "(front_end): exactly one of the two")
 
     @property
-    def input_shape(self) -> tuple[int, int]:
-        """One clip's input to the TFLite file: features (frames, bins), or front-end embeddings (windows, 96)."""
+    def input_shape(self) -> tuple[int, ...]:
+        """One clip's input to the TFLite file: features (frames, bins), or what it reads of the front end
+        (:attr:`FrontEndSpec.model_input_shape`: embeddings (windows, 96), or the mel windows)."""
         if self.front_end is not None:
-            return self.front_end.embedding_shape
+            return self.front_end.model_input_shape
         return self.feature_config.shape
 
     @classmethod
@@ -132,7 +133,7 @@ def build_metadata(
         "description": description,
         "labels": list(labels),
         "feature_config": feature_config.to_dict() if feature_config is not None else None,
-        "input_shape": list(feature_config.shape if feature_config is not None else front_end.embedding_shape),
+        "input_shape": list(feature_config.shape if feature_config is not None else front_end.model_input_shape),
         "output": output,
         **({"input_standardization": input_standardization.to_dict()} if input_standardization else {}),
         **({"front_end": front_end.to_dict()} if front_end else {}),
