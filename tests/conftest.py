@@ -144,6 +144,15 @@ def big_server(shipped_model):
         yield handle
 
 
+@pytest.fixture(scope="session")
+def tuned_embedding_model(tmp_path_factory: pytest.TempPathFactory):
+    """A model whose TFLite file holds the whole pretrained embedding (``embedding_in_model``), built once a
+    session from the installed graph (``support.tuned_embedding``; skipped without TensorFlow or the front end)."""
+    from support.tuned_embedding import build_tuned_embedding_model
+
+    return build_tuned_embedding_model(tmp_path_factory.mktemp("tuned_embedding"))
+
+
 def predict_requests(handle) -> int:
     """How many /predict requests the service answered with 200."""
     return handle.metrics.requests_total("/predict", 200)

@@ -1,9 +1,15 @@
 """The server side of the pretrained front end: both graphs under onnxruntime. Never imported on the Pi.
 
     front_end = FrontEnd.load(spec)                  # spec: the model metadata's FrontEndSpec
+    inputs = front_end.model_input(pcm)              # int16 clip -> what the model reads (spec.model_input_shape)
+    inputs = front_end.model_input_from_mel(frames)  # the Pi's (147, 32) dB frames -> the same
     embeddings = front_end.embed_audio(pcm)          # int16 clip -> (9, 96)
-    embeddings = front_end.embed_mel(frames)         # the Pi's (147, 32) dB frames -> (9, 96)
     features = pool(embeddings)                      # (192,): mean and max over the 9 windows
+
+What a model reads depends on its spec: a head over the embeddings reads the (9, 96) embeddings;
+a model whose file holds the embedding network itself (``spec.embedding_in_model``, its top
+convolutions tuned with the head) reads the (9, 76, 32, 1) mel windows (:func:`mel_windows`), and
+for it no embedding session is created at all: the ``embed_*`` methods then refuse, by name.
 
 Two rules the graphs impose, each measured:
 
@@ -86,7 +92,8 @@ def session_options(threads: int) -> Any:
 
 
 class FrontEnd:
-    """Both graphs, loaded from checked files; safe to share between threads."""
+    """Both graphs, loaded from checked files (the mel graph alone when the model holds the embedding
+    network itself: ``spec.embedding_in_model``); safe to share between threads."""
 
     def __init__(self, spec: FrontEndSpec, files: FrontEndFiles, threads: int = 1) -> None:
         runtime = _onnxruntime()
@@ -95,8 +102,11 @@ class FrontEnd:
         self.files = files
         self.threads = threads
         self._mel = runtime.InferenceSession(str(files.mel), options, providers=["CPUExecutionProvider"])
-        self._embedding = runtime.InferenceSession(str(files.embedding), options, providers=["CPUExecutionProvider"])
-        log.info("front end %s==%s loaded (%d onnxruntime thread(s) a call)", spec.package, spec.version, threads)
+        # A model that holds the embedding never needs the graph: no session, no memory, no load time.
+        self._embedding = None if spec.embedding_in_model else runtime.InferenceSession(
+            str(files.embedding), options, providers=["CPUExecutionProvider"])
+        log.info("front end %s==%s loaded (%d onnxruntime thread(s) a call%s)", spec.package, spec.version, threads,
+                 "; the model holds the embedding, its graph is not run" if spec.embedding_in_model else "")
 
     @classmethod
     def load(cls, spec: FrontEndSpec, root: Path | None = None, threads: int = 1) -> FrontEnd:
@@ -108,9 +118,23 @@ class FrontEnd:
         signal = padded_signal(audio, self.spec)[np.newaxis, :]
         return self._mel.run(None, {MEL_INPUT: signal})[0][0, 0]
 
+    def model_input_from_mel(self, frames: np.ndarray) -> np.ndarray:
+        """One clip's log-mel frames (147, 32) dB to what the model reads: its mel windows (9, 76, 32, 1)
+        when the model holds the embedding network, else its embeddings (9, 96)."""
+        if self.spec.embedding_in_model:
+            return mel_windows(frames, self.spec)
+        return self.embed_mel(frames)
+
+    def model_input(self, audio: np.ndarray) -> np.ndarray:
+        """One int16 clip to what the model reads (:meth:`model_input_from_mel` of its mel frames)."""
+        return self.model_input_from_mel(self.mel(audio))
+
     def embed_mels(self, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Many clips' log-mel frames (each (147, 32) dB, e.g. the Pi's, dequantized) to (clips, 9, 96),
         with every clip's windows in one call of the embedding graph."""
+        if self._embedding is None:
+            raise FrontEndError("this model holds the embedding network itself (embedding_in_model): the front end "
+                                "runs no embedding graph for it; give the model its mel windows (model_input)")
         if len(frames) == 0:
             return np.zeros((0, self.spec.num_windows, EMBEDDING_SIZE), dtype=np.float32)
         windows = np.concatenate([mel_windows(clip_frames, self.spec) for clip_frames in frames])

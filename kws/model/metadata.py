@@ -53,8 +53,9 @@ class ModelMetadata:
                              "(front_end): exactly one of the two")
 
     @property
-    def input_shape(self) -> tuple[int, int]:
-        """One clip's input to the TFLite file: features (frames, bins), or front-end embeddings (windows, 96)."""
+    def input_shape(self) -> tuple[int, ...]:
+        """One clip's input to the TFLite file: features (frames, bins), or what it reads of the front end
+        (:attr:`FrontEndSpec.model_input_shape`: embeddings (windows, 96), or the mel windows)."""
         if self.front_end is not None:
             return self.front_end.model_input_shape
         return self.feature_config.shape

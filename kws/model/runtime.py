@@ -100,9 +100,10 @@ class TfliteRunner:
 class KeywordModel:
     """A TFLite keyword-spotting model with the preprocessing its metadata asks for.
 
-    That is the model's :class:`~kws.features.FeatureConfig`, or, for a head on the pretrained
-    front end (``metadata.front_end``), the front end itself (``front_end``: both ONNX graphs under
-    onnxruntime, a server's business; :mod:`kws.frontend.embedding`), whose embeddings the head reads.
+    That is the model's :class:`~kws.features.FeatureConfig`, or, for a model on the pretrained
+    front end (``metadata.front_end``), the front end itself (``front_end``: its ONNX graphs under
+    onnxruntime, a server's business; :mod:`kws.frontend.embedding`), whose embeddings a head reads,
+    or whose mel windows a model that holds the embedding network reads.
     """
 
     def __init__(
@@ -124,7 +125,7 @@ class KeywordModel:
         expected = (1, *metadata.input_shape)
         actual = tuple(int(d) for d in self._runner.input["shape"][: len(expected)])
         if actual != expected:
-            what = "front end's embeddings" if metadata.front_end is not None else "FeatureConfig"
+            what = "front end's model input" if metadata.front_end is not None else "FeatureConfig"
             raise ModelError(f"{source}: input shape {actual} does not match its {what} {expected}")
         standardization = metadata.input_standardization
         if standardization is not None and standardization.mean.shape != (metadata.feature_config.num_features,):
@@ -143,7 +144,7 @@ class KeywordModel:
     def feature_config(self) -> FeatureConfig:
         """The model's features; a :class:`ModelError` for a head on the pretrained front end, which has none."""
         if self.metadata.feature_config is None:
-            raise ModelError(f"model {self.name} reads the pretrained front end's embeddings, not features")
+            raise ModelError(f"model {self.name} reads the pretrained front end, not features")
         return self.metadata.feature_config
 
     @property
@@ -157,16 +158,17 @@ class KeywordModel:
 
     # Inference ------------------------------------------------------------------------
     def features(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-        """This model's input for one clip: its features (int16 PCM or float in [-1, 1]), or, for a head
-        on the front end, the clip's embeddings (int16 PCM at 16 kHz only: see ``kws.frontend.mel``)."""
+        """This model's input for one clip: its features (int16 PCM or float in [-1, 1]), or, for a model
+        on the front end, what it reads of it: the clip's embeddings, or its mel windows for a model that
+        holds the embedding network itself (int16 PCM at 16 kHz only: see ``kws.frontend.mel``)."""
         if self.front_end is not None:
             if sample_rate != SAMPLE_RATE:
                 raise ValueError(f"the pretrained front end hears {SAMPLE_RATE} Hz clips, got {sample_rate} Hz")
-            return self.front_end.embed_audio(audio)
+            return self.front_end.model_input(audio)
         return compute_features(audio, self.feature_config, sample_rate)
 
     def predict_features(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities, in ``labels`` order, for one clip's features (or front-end embeddings).
+        """Class probabilities, in ``labels`` order, for one clip's features (or what it reads of the front end).
 
         The one place a model's output becomes probabilities: a graph that ends in logits (its
         metadata says ``"output": "logits"``) gets a softmax here, so no caller has to know.

@@ -154,7 +154,7 @@ class BigService:
         """The answer to the pretrained front end's log-mel frames of a clip, computed by the client."""
         model = self._thread_model()
         started = time.perf_counter()
-        scores = model.predict_features(model.front_end.embed_mel(message.frames))
+        scores = model.predict_features(model.front_end.model_input_from_mel(message.frames))
         return self._answer(model, scores, started)
 
     @property
@@ -277,7 +277,8 @@ class Endpoints:
             "status": "ready", "model": self.service.model.name, "payloads": list(self.service.payloads),
             "content_encodings": list(compression.REQUEST_ENCODINGS),
             **({"front_end": {"package": front_end.package, "version": front_end.version,
-                              "fingerprint": front_end.fingerprint}} if front_end is not None else {}),
+                              "fingerprint": front_end.fingerprint,
+                              "embedding_in_model": front_end.embedding_in_model}} if front_end is not None else {}),
         })
 
     @cherrypy.expose

@@ -7,7 +7,7 @@ end's own 32-band log-mel frames, which the Pi computes in numpy
 
     [{"bn":"urn:kws:clip:pi-kitchen-17:","bt":1795465000.5,"n":"mel","vd":"<base64url int8, 103 x 32>"},
      {"n":"shape","vs":"103x32"},
-     {"n":"front_end","vs":"260fb2f8baf55771"},
+     {"n":"front_end","vs":"854e8897c2e0210e"},
      {"n":"top","u":"dB","v":-21.37}]
 
 Only the frames that overlap the clip travel (:attr:`FrontEndSpec.clip_rows`, 103 of 147):

@@ -32,6 +32,27 @@ def test_the_block_survives_json() -> None:
     assert document["input_scale"] == 1 / 32768 and document["mel_divisor"] == 10.0
 
 
+def test_a_model_that_holds_the_embedding_survives_json_and_reads_the_mel_windows() -> None:
+    """The flag goes through the block like every field, names another front end (its own fingerprint), and
+    changes what the model reads: the embeddings for a head, the embedding model's mel windows otherwise."""
+    head, holds = FrontEndSpec(), FrontEndSpec(embedding_in_model=True)
+    document = json.loads(json.dumps(holds.to_dict()))
+    assert document["embedding_in_model"] is True and FrontEndSpec.from_dict(document) == holds
+    assert FrontEndSpec.from_dict(json.loads(json.dumps(head.to_dict()))).embedding_in_model is False
+    assert holds.fingerprint != head.fingerprint
+    assert head.model_input_shape == head.embedding_shape == (9, 96)
+    assert holds.model_input_shape == (9, 76, 32, 1)
+    unpadded = FrontEndSpec(padded_samples=16000, embedding_in_model=True)
+    assert unpadded.model_input_shape == (3, 76, 32, 1)
+
+
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, None])
+def test_embedding_in_model_is_a_bool_not_a_look_alike(value) -> None:
+    """A hand-edited ``"false"`` is truthy; 0 and 1 would pass for a bool in Python: each is refused, named."""
+    with pytest.raises(ValueError, match="embedding_in_model must be true or false"):
+        FrontEndSpec.from_dict({**FrontEndSpec().to_dict(), "embedding_in_model": value})
+
+
 def test_unknown_and_missing_keys_are_errors() -> None:
     document = FrontEndSpec().to_dict()
     with pytest.raises(ValueError, match=r"unknown \['input_scal'\]"):
@@ -65,6 +86,9 @@ def test_a_models_metadata_carries_the_block(tmp_path: Path) -> None:
     assert document["input_shape"] == [9, 96]
     read = ModelMetadata.read(write_metadata(tmp_path, document))
     assert read.front_end == spec and read.feature_config is None and read.input_shape == (9, 96)
+    holds = build_metadata(**common, feature_config=None, front_end=FrontEndSpec(embedding_in_model=True))
+    assert holds["input_shape"] == [9, 76, 32, 1]
+    assert ModelMetadata.read(write_metadata(tmp_path, holds)).input_shape == (9, 76, 32, 1)
     for both_or_neither in ({"feature_config": FeatureConfig(), "front_end": spec},
                             {"feature_config": None, "front_end": None}):
         with pytest.raises(ValueError, match="exactly one|feature_config .* or front_end"):

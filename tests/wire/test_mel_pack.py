@@ -12,11 +12,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from kws.frontend.mel import clip_log_mel
 from kws.frontend.quantize import MAX_ERROR_DB
 from kws.frontend.spec import FrontEndSpec
-from kws.wire import senml
+from kws.wire import mel_pack, senml
 from kws.wire.mel_pack import FrontEndMismatch, MelPackError, is_mel_pack, mel_from_records, mel_pack_body
 
 SPEC = FrontEndSpec()
@@ -66,6 +67,14 @@ def test_a_pack_for_another_front_end_is_refused_by_name() -> None:
     body = mel_pack_body("pi-7", clip_log_mel(clip(), other), other)
     with pytest.raises(FrontEndMismatch, match=f"made for front end '{other.fingerprint}'.*{SPEC.fingerprint}"):
         mel_from_records(records(body), SPEC)
+
+
+def test_the_examples_name_the_default_front_end() -> None:
+    """The pack drawn in the module's docstring and in docs/wire-formats.md carries today's fingerprint, so a
+    field added to the spec (which changes it) cannot leave a stale one there."""
+    example = f'{{"n":"front_end","vs":"{SPEC.fingerprint}"}}'
+    assert example in mel_pack.__doc__
+    assert example in (REPO_ROOT / "docs" / "wire-formats.md").read_text()
 
 
 def _broken(change) -> list[dict]:
