@@ -35,6 +35,7 @@ from kws.cascade.run import SessionSettings, format_run_summary, run_session
 from kws.data.clips import DEFAULT_DATA_DIR, DatasetError, locate_data_dir, select_clips
 from kws.data.download import download
 from kws.errors import KwsError, blame
+from kws.model.installed import SERVICE_MODEL
 from kws.model.metadata import ModelError
 from kws.model.runtime import load_model
 from kws.mqtt.report import format_summary
@@ -63,7 +64,7 @@ def find_data_dir() -> Path:
 
 def run_big_little(data_dir: Path, split: str, threshold: float | None) -> dict[str, Any]:
     """Big service up on a free port, the Little client's session over the clips, service down."""
-    service = BigService(MODELS_DIR / "big")
+    service = BigService(MODELS_DIR / SERVICE_MODEL)
     service.load()
     little = load_model(MODELS_DIR / "little", prefer="zlib")
     clips = select_clips(data_dir, split, little.labels)

@@ -121,7 +121,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     parser.add_argument("--report", type=Path, metavar="JSON", help="also write the models' metadata here as a list")
     parser.add_argument(
         "--no-calibrate", action="store_true",
-        help="after training little or big, do not calibrate the Little model's cascade threshold and stream "
+        help=f"after training {PAIRED[0]} or {PAIRED[1]}, do not calibrate the Little model's cascade threshold and stream "
         "parameters against Big (the export step; about 4 minutes)",
     )
     args = parser.parse_args(argv)

@@ -5,7 +5,7 @@ The Little client on the Pi posts a clip it is unsure about as a SenML pack to
 ``/metrics`` (Prometheus) tell operators how it is doing. The service itself is
 :mod:`kws.rest.service`; this script parses the flags and runs it::
 
-    python big_service.py                          # models/big on 127.0.0.1:8080
+    python big_service.py                          # models/big_embedding on 127.0.0.1:8080
     python big_service.py --host 0.0.0.0 --port 8443 --token-file /etc/kws/token \\
         --certfile /etc/kws/cert.pem --keyfile /etc/kws/key.pem
 

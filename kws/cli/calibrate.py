@@ -2,9 +2,9 @@
 sweep of every threshold, its always-listening parameters.
 
     python calibrate.py cascade --data-dir MY_LABELLED_DIR --service http://big:8080   # against the service
-    python calibrate.py cascade --big models/big --data-dir ../shared/data/speech_commands   # Big in-process
+    python calibrate.py cascade --big models/big_embedding --data-dir ../shared/data/speech_commands   # Big in-process
     python calibrate.py sweep --data-dir ../shared/data/speech_commands --plot reports/little_sweep.png
-    python calibrate.py listen --model models/little --big models/big --data-dir ../shared/data/speech_commands
+    python calibrate.py listen --model models/little --big models/big_embedding --data-dir ../shared/data/speech_commands
 
 ``cascade`` and ``listen`` write their section into the Little model's metadata (the
 ``.json`` beside the model loaded), ``--write-metadata JSON`` a copy elsewhere beside the
@@ -34,6 +34,7 @@ from kws.cli.big_client_flags import add_big_client_arguments, big_client_settin
 from kws.data.clips import resolve_data_dir, select_clips
 from kws.errors import KwsError, blame
 from kws.listen.params import SECTION as LISTEN_SECTION
+from kws.model.installed import SERVICE_MODEL
 from kws.model.metadata import copy_with_section, metadata_path, write_section
 from kws.model.runtime import KeywordModel, load_model
 from kws.reports import write_json_report
@@ -118,7 +119,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
         "the result on the test split.",
     )
     add_model_arguments(listen, writes="listen")
-    listen.add_argument("--big", type=Path, default=Path("models/big"), metavar="STEM",
+    listen.add_argument("--big", type=Path, default=Path("models") / SERVICE_MODEL, metavar="STEM",
                         help="the Big model that confirms, run here (default: %(default)s)")
     listen.add_argument("--other-dir", type=Path, metavar="DIR",
                         help="other words and _background_noise_ (default: speech_commands_other beside the first "

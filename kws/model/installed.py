@@ -20,6 +20,9 @@ from pathlib import Path
 
 from kws.model.metadata import metadata_path, model_stem
 
+#: The Big model the service serves unless told otherwise, and the one the Little model's cascade
+#: threshold and stream parameters are calibrated against (``little.json``).
+SERVICE_MODEL = "big_embedding"
 #: The distribution name in pyproject.toml, and where its data-files put the models.
 DISTRIBUTION = "kws-edge-cloud"
 MODELS_SHARE = ("share", "kws-edge-cloud", "models")

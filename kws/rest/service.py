@@ -67,12 +67,13 @@ from kws.model.runtime import KeywordModel, load_model
 from kws.rest import compression
 from kws.rest.auth import require_bearer_token
 from kws.rest.metrics import PROMETHEUS_CONTENT_TYPE, HttpMetrics, metrics_middleware
+from kws.model.installed import SERVICE_MODEL
 from kws.rest.server import ServerHandle, ServerLimits, serve
 from kws.wire import audio_pack, features_pack, mel_pack, senml
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = Path("models/big")
+DEFAULT_MODEL = Path("models") / SERVICE_MODEL
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_THREADS = 8

@@ -6,7 +6,7 @@ with, and written into ``models/little.json`` as its ``cascade`` section (the ru
 the threshold, Big's name and sha256, and the validation figures it was chosen
 from), so a Pi with no labelled clips uses it as it is::
 
-    python calibrate.py cascade --big models/big \\
+    python calibrate.py cascade --big models/big_embedding \\
         --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra \\
         --data-dir ../shared/data/speech_commands_more
 

@@ -1,6 +1,6 @@
 """Choose the stream parameters on validation speakers and write them into the Little model's metadata.
 
-    python calibrate.py listen --model models/little --big models/big \\
+    python calibrate.py listen --model models/little --big models/big_embedding \\
         --data-dir ../shared/data/speech_commands --data-dir ../shared/data/speech_commands_extra \\
         --data-dir ../shared/data/speech_commands_more
 

@@ -18,6 +18,7 @@ from kws.listen.confirm import BigConfirmer
 from kws.listen.listener import Detection
 from kws.listen.params import params_from_metadata
 from kws.listen.report import format_summary, listen_report
+from kws.model.installed import SERVICE_MODEL
 from kws.model.runtime import load_model
 from kws.rest.client import BigClient
 from kws.rest.service import BigService, start_server
@@ -44,7 +45,7 @@ def run_stream_demo(data_dir: Path, models_dir: Path, split: str = "test",
     stream = stream_synthesis.build_stream(material, level, DEMO_NOISE_S, seed=7)
     little = load_model(models_dir / "little", prefer="zlib")
     params, origin = params_from_metadata(little.metadata.raw)
-    service = BigService(models_dir / "big")
+    service = BigService(models_dir / SERVICE_MODEL)
     service.load()
     name = f"a {stream.seconds:.0f} s stream ({split} speakers, {level:.0f} dBFS noise)"
     with start_server(service, host="127.0.0.1", port=0, threads=2) as server, BigClient(server.url) as client:

@@ -1,4 +1,4 @@
-"""``pip install '.[litert]'`` into a fresh virtual environment, runtime requirements only, gives commands that
+"""``pip install '.[litert,server]'`` into a fresh virtual environment, runtime requirements only, gives commands that
 work outside the checkout: kws-big serves the shipped Big model, kws-little classifies clips with the shipped
 Little model and asks it, and listens to a stream, all without a --model flag.
 
@@ -45,7 +45,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(REPO_ROOT, source, ignore=_not_source)
     subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True, timeout=120)
     bin_dir = root / "venv" / "bin"
-    done = subprocess.run([str(bin_dir / "pip"), "install", "-q", f"{source}[litert]"], capture_output=True,
+    done = subprocess.run([str(bin_dir / "pip"), "install", "-q", f"{source}[litert,server]"], capture_output=True,
                           text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return bin_dir
@@ -96,7 +96,7 @@ def test_installed_little_and_big_classify_clips_with_the_shipped_models(install
     result = json.loads(report.read_text())
     assert result["big_requests"] == len(clips) and result["fallbacks"] == 0
     assert "share/kws-edge-cloud/models/little.tflite.zlib" in done.stderr  # the installed model, not a checkout's
-    assert "share/kws-edge-cloud/models/big.tflite" in big_log
+    assert "share/kws-edge-cloud/models/big_embedding.tflite" in big_log
 
 
 def test_installed_listener_hears_a_stream(installed: Path, sure_stream, tmp_path: Path) -> None:

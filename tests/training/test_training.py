@@ -275,9 +275,11 @@ def test_a_ten_label_model_is_judged_on_what_it_must_refuse(
 # --------------------------------------------------------------------------- #
 
 
-@pytest.fixture(scope="module")
-def embedding_head(small_dataset: Path, small_other: Path, tmp_path_factory: pytest.TempPathFactory):
-    """big_embedding, three epochs and one augmented variant, on the small folders, its cache in a fresh folder."""
+@pytest.fixture(scope="module", params=["big_embedding_frozen", "big_embedding"])
+def embedding_head(request: pytest.FixtureRequest, small_dataset: Path, small_other: Path,
+                   tmp_path_factory: pytest.TempPathFactory):
+    """Each front-end recipe, three epochs and one augmented variant, on the small folders, its cache in a fresh
+    folder: the frozen head, and the head with the embedding's top tuned (shipped as one file that reads mel)."""
     pytest.importorskip("onnxruntime", reason="the front end runs under onnxruntime (requirements/server.txt)")
     import os
 
@@ -285,7 +287,7 @@ def embedding_head(small_dataset: Path, small_other: Path, tmp_path_factory: pyt
     from kws.frontend.spec import FrontEndError
     from kws.training.embedding_head import train_embedding_head
 
-    recipe = dataclasses.replace(RECIPES["big_embedding"], epochs=3, variants=1)
+    recipe = dataclasses.replace(RECIPES[request.param], epochs=3, variants=1)
     try:
         FrontEnd.load(recipe.front_end)
     except FrontEndError as error:
@@ -295,9 +297,9 @@ def embedding_head(small_dataset: Path, small_other: Path, tmp_path_factory: pyt
     os.environ["KWS_CACHE_DIR"] = str(cache)
     try:
         metadata = train_embedding_head("big_embedding", recipe, [small_dataset], output, seed=3, other_dir=small_other)
-        cached = sorted((cache / "embeddings").glob("*.npy"))
+        cached = sorted(cache.rglob("*.npy"))
         again = train_embedding_head("again", recipe, [small_dataset], output, seed=3, other_dir=small_other)
-        assert sorted((cache / "embeddings").glob("*.npy")) == cached, "a second run embeds nothing new"
+        assert cached and sorted(cache.rglob("*.npy")) == cached, "a second run computes nothing new"
     finally:
         if previous is None:
             os.environ.pop("KWS_CACHE_DIR", None)
@@ -307,12 +309,17 @@ def embedding_head(small_dataset: Path, small_other: Path, tmp_path_factory: pyt
 
 
 def test_a_head_on_the_front_end_says_what_it_reads(embedding_head, small_dataset: Path) -> None:
-    metadata = embedding_head["metadata"]
-    assert metadata["front_end"] == embedding_head["recipe"].front_end.to_dict()
-    assert metadata["feature_config"] is None and metadata["input_shape"] == [9, 96]
+    metadata, recipe = embedding_head["metadata"], embedding_head["recipe"]
+    tuned = recipe.tune_from_conv is not None
+    assert metadata["front_end"] == dataclasses.replace(recipe.front_end, embedding_in_model=tuned).to_dict()
+    assert metadata["feature_config"] is None
+    assert metadata["input_shape"] == ([9, 76, 32, 1] if tuned else [9, 96])
     assert metadata["labels"] == list(DEFAULT_LABELS) + list(NON_KEYWORD_LABELS)
     assert metadata["training"]["front_end_variants"]["augmented"] == 1
     assert metadata["accuracy"] == embedding_head["again"]["accuracy"], "the same seed and cache, the same head"
+    if tuned:
+        assert metadata["architecture"]["tuned_from_conv"] == recipe.tune_from_conv
+        assert metadata["architecture"]["trained_parameters"] < metadata["architecture"]["parameters"]
     model = load_model(embedding_head["dir"] / "big_embedding")
     assert model.front_end is not None
     clips = select_clips(small_dataset, "test", model.labels)
