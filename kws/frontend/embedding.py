@@ -91,20 +91,23 @@ def session_options(threads: int) -> Any:
     return options
 
 
+def open_session(path: Path, threads: int = 1) -> Any:
+    """An onnxruntime session on the CPU for one graph, with :func:`session_options`: the one place
+    onnxruntime is imported (training's cut of the embedding graph opens its session here too)."""
+    return _onnxruntime().InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+
+
 class FrontEnd:
     """Both graphs, loaded from checked files (the mel graph alone when the model holds the embedding
     network itself: ``spec.embedding_in_model``); safe to share between threads."""
 
     def __init__(self, spec: FrontEndSpec, files: FrontEndFiles, threads: int = 1) -> None:
-        runtime = _onnxruntime()
-        options = session_options(threads)
         self.spec = spec
         self.files = files
         self.threads = threads
-        self._mel = runtime.InferenceSession(str(files.mel), options, providers=["CPUExecutionProvider"])
+        self._mel = open_session(files.mel, threads)
         # A model that holds the embedding never needs the graph: no session, no memory, no load time.
-        self._embedding = None if spec.embedding_in_model else runtime.InferenceSession(
-            str(files.embedding), options, providers=["CPUExecutionProvider"])
+        self._embedding = None if spec.embedding_in_model else open_session(files.embedding, threads)
         log.info("front end %s==%s loaded (%d onnxruntime thread(s) a call%s)", spec.package, spec.version, threads,
                  "; the model holds the embedding, its graph is not run" if spec.embedding_in_model else "")
 

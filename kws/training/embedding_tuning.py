@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from kws.frontend.embedding import EMBEDDING_INPUT, FrontEnd, mel_windows, session_options
+from kws.frontend.embedding import EMBEDDING_INPUT, FrontEnd, mel_windows, open_session
 from kws.frontend.spec import EMBEDDING_SIZE, NUM_MEL_BINS
 from kws.training.embedding_cache import cache_dir
 from kws.training.embedding_replica import Step, build_layers, cut_graph, cut_point, read_graph
@@ -52,8 +52,6 @@ class FrozenBottom:
     """
 
     def __init__(self, front_end: FrontEnd, first_tuned_conv: int, threads: int = 2) -> None:
-        import onnxruntime
-
         self.front_end = front_end
         self.first_tuned_conv = first_tuned_conv
         self.steps = read_graph(front_end.files.embedding)
@@ -61,8 +59,7 @@ class FrozenBottom:
         with tempfile.TemporaryDirectory() as folder:
             path, self.cut_name = cut_graph(front_end.files.embedding, self.steps, first_tuned_conv,
                                             Path(folder) / "bottom.onnx")
-            self._session = onnxruntime.InferenceSession(str(path), session_options(threads),
-                                                         providers=["CPUExecutionProvider"])
+            self._session = open_session(path, threads)
         self._key = json.dumps({"front_end": front_end.spec.to_dict(), "cut": self.cut_name,
                                 "first_tuned_conv": first_tuned_conv}, sort_keys=True).encode()
 
