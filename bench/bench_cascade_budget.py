@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kws.data.clips import DatasetError, select_clips
+from kws.model.installed import SERVICE_MODEL
 from kws.model.runtime import load_model
 from kws.reports import format_table, write_json_report
 from kws.tuning.cascade_replay import DEFAULT_ALPHA, PairedPredictions, big_input, model_answerer, predict_both
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--little", type=Path, action="append", required=True, metavar="STEM",
                         help="a Little model to judge (repeatable)")
-    parser.add_argument("--big", type=Path, default=Path("models/big"), metavar="STEM", help="default: %(default)s")
+    parser.add_argument("--big", type=Path, default=Path("models") / SERVICE_MODEL, metavar="STEM", help="default: %(default)s")
     parser.add_argument("--data-dir", type=Path, action="append", required=True, metavar="DIR",
                         help="labelled folder (repeatable)")
     parser.add_argument("--split", default="validation", help="default: %(default)s (choose on it, never on test)")

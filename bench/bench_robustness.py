@@ -29,6 +29,7 @@ import numpy as np
 
 from kws.cascade.rule import score_margin
 from kws.data.clips import DatasetError, load_audio, resolve_data_dir, sample_clips, select_clips
+from kws.model.installed import SERVICE_MODEL
 from kws.model.runtime import KeywordModel, load_model
 from kws.reports import format_table, write_json_report
 from kws.training.changes import CHANGE_NAMES, CHANGES, ChangeContext, apply_change
@@ -92,7 +93,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
                         "(default: beside --data-dir)")
     parser.add_argument("--models-dir", type=Path, default=Path("models"), help="default: %(default)s")
     parser.add_argument("--little", default="little", help="the cascade's Little model, by name (default: little)")
-    parser.add_argument("--big", default="big", help="the cascade's Big model, by name (default: big)")
+    parser.add_argument("--big", default=SERVICE_MODEL, help="the cascade's Big model, by name (default: %(default)s)")
     parser.add_argument("--threshold", type=float, help="the cascade's threshold when little.json has no 'cascade'")
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
                         help="level of the shipped rule, applied to changed validation clips (default: %(default)s)")

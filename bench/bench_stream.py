@@ -41,6 +41,7 @@ from kws.data.clips import resolve_data_dir
 from kws.listen.confirm import BigConfirmer
 from kws.listen.params import DEFAULTS, ListenParams, params_from_metadata
 from kws.listen.report import listen_report
+from kws.model.installed import SERVICE_MODEL
 from kws.model.metadata import ModelError
 from kws.model.runtime import KeywordModel, load_model
 from kws.reports import format_table, write_json_report
@@ -191,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--other-dir", type=Path, metavar="DIR",
                         help="other words and _background_noise_ (default: speech_commands_other beside --data-dir)")
     parser.add_argument("--little", type=Path, default=REPO_ROOT / "models" / "little", metavar="STEM")
-    parser.add_argument("--big", type=Path, default=REPO_ROOT / "models" / "big", metavar="STEM")
+    parser.add_argument("--big", type=Path, default=REPO_ROOT / "models" / SERVICE_MODEL, metavar="STEM")
     parser.add_argument("--split", default="test", choices=("test", "validation"),
                         help="whose speakers and which half of the noise (default: %(default)s)")
     parser.add_argument("--noise-minutes", type=float, default=30.0, metavar="M",
