@@ -6,7 +6,10 @@ embedding graph on the clip's 9 windows (the server), and the embedding with the
 ``--batch`` clips in one call (what a service that batches concurrent requests would pay per
 clip). Medians per clip, and each step's share of its machine's work: the Pi's (numpy mel and
 int8) and the server's from audio (ONNX mel and embedding); from the Pi's mel the server runs the
-embedding alone. numpy gets one BLAS thread and onnxruntime ``--threads`` (1, as the service).
+embedding alone. A Big whose TFLite file holds the embedding with its top tuned (``--model``, the
+service's default) replaces the embedding graph: its row is that file run on one clip's windows, and
+its share is of the server's work for that Big (ONNX mel and the file). numpy gets one BLAS thread,
+onnxruntime ``--threads`` (1, as the service) and the TFLite interpreter one thread.
 
     python -m bench.bench_front_end --data-dir ../shared/data/speech_commands --clips 200
 """
@@ -35,10 +38,13 @@ from bench.bench_preprocessing import time_calls
 from bench.common import add_report_arguments, finish, parse_bench_args
 from kws.data import clips as dataset
 from kws.evaluation import metrics
-from kws.frontend.embedding import FrontEnd
+from kws.frontend.embedding import FrontEnd, mel_windows
 from kws.frontend.mel import clip_log_mel
 from kws.frontend.quantize import quantize_mel
 from kws.frontend.spec import FrontEndError, FrontEndSpec
+from kws.model.installed import SERVICE_MODEL
+from kws.model.metadata import ModelError
+from kws.model.runtime import KeywordModel, load_model
 from kws.reports import format_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,19 +59,28 @@ STEPS = (
     ("embedding (9 windows)", "server"),
     ("embedding, batched", "server (batched)"),
 )
+#: The step of a Big whose file holds the embedding (``embedding_in_model``), and the work it is a share of.
+IN_MODEL_STEP = ("embedding + head in one TFLite file", "server (embedding in the model)")
 
 
-def time_steps(front_end: FrontEnd, audio: Sequence[np.ndarray], batch: int) -> dict[str, list[float]]:
-    """Seconds each step took, per clip (the batched embedding: a batch's time over its clip count)."""
+def time_steps(front_end: FrontEnd, audio: Sequence[np.ndarray], batch: int,
+               in_model: KeywordModel | None = None) -> dict[str, list[float]]:
+    """Seconds each step took, per clip (the batched embedding: a batch's time over its clip count); with
+    ``in_model``, a model whose file holds the embedding, also that file on each clip's mel windows."""
     spec = front_end.spec
     frames = [clip_log_mel(clip, spec) for clip in audio]
     batches = [frames[start : start + batch] for start in range(0, len(frames) - batch + 1, batch)] or [frames]
+    extra = {}
+    if in_model is not None:
+        windows = [mel_windows(clip_frames, in_model.metadata.front_end) for clip_frames in frames]
+        extra[IN_MODEL_STEP[0]] = time_calls(in_model.predict_features, windows)
     return {
         "numpy mel": time_calls(lambda clip: clip_log_mel(clip, spec), audio),
         "int8 mel": time_calls(quantize_mel, frames),
         "onnx mel": time_calls(front_end.mel, audio),
         "embedding (9 windows)": time_calls(front_end.embed_mel, frames),
         "embedding, batched": [seconds / len(batches[0]) for seconds in time_calls(front_end.embed_mels, batches)],
+        **extra,
     }
 
 
@@ -77,6 +92,10 @@ def summarise(durations: dict[str, list[float]]) -> dict[str, dict[str, float]]:
         "server": medians["onnx mel"] + medians["embedding (9 windows)"],
         "server (batched)": medians["onnx mel"] + medians["embedding, batched"],
     }
+    steps = STEPS
+    if IN_MODEL_STEP[0] in medians:
+        totals[IN_MODEL_STEP[1]] = medians["onnx mel"] + medians[IN_MODEL_STEP[0]]
+        steps = (*STEPS, IN_MODEL_STEP)
     return {
         step: {
             "machine": machine,
@@ -84,7 +103,7 @@ def summarise(durations: dict[str, list[float]]) -> dict[str, dict[str, float]]:
             "p90_ms": float(np.percentile(durations[step], 90)) * 1e3,
             "share": medians[step] / totals[machine],
         }
-        for step, machine in STEPS
+        for step, machine in steps
     }
 
 
@@ -104,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="real clips, spread over the labels and speakers (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=8, metavar="N",
                         help="clips whose windows share one embedding call in the batched row (default: %(default)s)")
+    parser.add_argument("--model", type=Path, default=Path("models") / SERVICE_MODEL, metavar="STEM",
+                        help="a Big whose file holds the embedding, timed as one more row when its metadata says so "
+                        "(default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="onnxruntime intra-op threads (default: %(default)s, as the service)")
     args = parse_bench_args(parser, argv)
@@ -114,9 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         front_end = FrontEnd.load(spec, threads=args.threads)
     except FrontEndError as error:
         parser.exit(1, f"error: {error}\n")
+    try:
+        big = load_model(args.model)
+    except (ModelError, FileNotFoundError) as error:
+        parser.exit(1, f"error: --model {args.model}: {error}\n")
+    in_model = big if big.metadata.front_end is not None and big.metadata.front_end.embedding_in_model else None
     clips = dataset.spread_evenly(dataset.list_clips(args.data_dir), args.clips)
     audio = list(dataset.load_audio(clips))
-    summary = summarise(time_steps(front_end, audio, min(args.batch, len(audio))))
+    summary = summarise(time_steps(front_end, audio, min(args.batch, len(audio)), in_model))
     pi_ms = summary["numpy mel"]["median_ms"] + summary["int8 mel"]["median_ms"]
     from_audio_ms = summary["onnx mel"]["median_ms"] + summary["embedding (9 windows)"]["median_ms"]
     table = "\n".join([
@@ -124,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format_results(summary),
         f"Pi: {pi_ms:.2f} ms a clip; server from audio: {from_audio_ms:.2f} ms, "
         f"from the Pi's mel: {summary['embedding (9 windows)']['median_ms']:.2f} ms",
+        *([f"{big.name} (the embedding in its file): {summary[IN_MODEL_STEP[0]]['median_ms']:.2f} ms from the Pi's mel"]
+          if in_model is not None else []),
     ])
     report: dict[str, Any] = {
         "environment": {
@@ -132,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
             "cpus": os.cpu_count(), "machine": platform.machine(),
         },
-        "front_end": spec.to_dict(), "clips": len(audio), "batch": min(args.batch, len(audio)), "steps": summary,
+        "front_end": spec.to_dict(), "model": {"name": big.name, "sha256": big.sha256}, "clips": len(audio), "batch": min(args.batch, len(audio)), "steps": summary,
     }
     return finish(table, report, args.report)
 

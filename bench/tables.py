@@ -319,7 +319,8 @@ def preprocessing(report: dict[str, Any]) -> Rendered:
 
 
 def front_end(report: dict[str, Any]) -> Rendered:
-    machines = {"pi": "the Pi", "server": "the server", "server (batched)": "the server, batched"}
+    machines = {"pi": "the Pi", "server": "the server", "server (batched)": "the server, batched",
+                "server (embedding in the model)": f"the server, `{report.get('model', {}).get('name', 'Big')}`"}
     rows = [[step, machines.get(values["machine"], values["machine"]), num(values["median_ms"]),
              num(values["p90_ms"]), f"{100 * values['share']:.0f} %"] for step, values in report["steps"].items()]
     return Rendered(["step", "where", "median ms", "p90 ms", "share of its machine's work"], "llrrr", rows, [
