@@ -5,7 +5,8 @@ concurrent clients (threads):
 
 * ``in_process``: ``model.predict_audio`` directly, each thread with its own clone
   (TFLite interpreters are not thread-safe);
-* ``http_pcm`` and ``http_features``: the production path with each payload. Each
+* ``http_pcm`` and ``http_features`` (``http_mel`` for a Big on the pretrained front end, which
+  reads the front end's mel frames instead of features): the production path with each payload. Each
   client thread has its own :class:`kws.rest.client.BigClient` (SenML encoding, one
   keep-alive connection of its ``requests`` session) and posts to ``big_service.py`` running in a separate
   process, as it would in the cloud, so client and server do not share one
@@ -62,7 +63,7 @@ from tqdm import tqdm
 
 from kws.audio import read_clip
 from kws.data.clips import DatasetError, resolve_data_dir, select_clips, spread_evenly
-from kws.model.runtime import load_model
+from kws.model.runtime import KeywordModel, load_model
 from kws.reports import format_table, write_json_report
 from kws.rest import service as big_service
 from kws.rest.client import BigClient
@@ -76,14 +77,15 @@ log = logging.getLogger("bench_rest")
 DEFAULT_REPORT = Path("reports/bench_rest.json")
 #: A clip classifier for one worker thread; called once per clip.
 Classify = Callable[[np.ndarray], Any]
-#: What the HTTP clients send: each payload as a plain SenML pack and deflated (as the Pi sends it to a
-#: service that takes it), so the CPU that deflating costs is measured in the same run as the bytes it saves.
-BODIES = {
-    "pcm": ("pcm", "none"), "features": ("features", "none"),
-    "pcm_deflate": ("pcm", "deflate"), "features_deflate": ("features", "deflate"),
-}
-PAYLOADS = tuple(BODIES)
-PATHS = ("in_process", *(f"http_{payload}" for payload in PAYLOADS))
+
+
+def bodies_for(model: KeywordModel) -> dict[str, tuple[str, str]]:
+    """What the HTTP clients send, by name: the clip and what the Pi computes for this Big (its features, or the
+    pretrained front end's mel frames), each as a plain SenML pack and deflated (as the Pi sends it to a service
+    that takes it), so the CPU that deflating costs is measured in the same run as the bytes it saves."""
+    computed = "mel" if model.metadata.front_end is not None else "features"
+    return {"pcm": ("pcm", "none"), computed: (computed, "none"),
+            "pcm_deflate": ("pcm", "deflate"), f"{computed}_deflate": (computed, "deflate")}
 
 
 def pick_clips(data_dir: Path, count: int) -> list[np.ndarray]:
@@ -176,7 +178,7 @@ def median_of(runs: list[Measurement], field: str) -> float | None:
     return None if values[0] is None else round(statistics.median(values), 3)
 
 
-def summarize(runs: dict[tuple[str, int], list[Measurement]], clients: int) -> dict[str, Any]:
+def summarize(runs: dict[tuple[str, int], list[Measurement]], clients: int, payloads: Sequence[str]) -> dict[str, Any]:
     """Medians for one client count and each payload, with the CPU cost per clip that explains the ratio."""
     in_process = runs[("in_process", clients)]
     in_process_rate = median_of(in_process, "clips_per_s")
@@ -185,7 +187,7 @@ def summarize(runs: dict[tuple[str, int], list[Measurement]], clients: int) -> d
         "in_process_clips_per_s": round(in_process_rate, 2),
         "cpu_ms_per_clip": {"in_process": median_of(in_process, "client_cpu_ms")},
     }
-    for payload in PAYLOADS:
+    for payload in payloads:
         http = runs[(f"http_{payload}", clients)]
         http_rate = median_of(http, "clips_per_s")
         result[payload] = {
@@ -193,7 +195,8 @@ def summarize(runs: dict[tuple[str, int], list[Measurement]], clients: int) -> d
             "http_to_in_process": round(http_rate / in_process_rate, 3),
             "cpu_ms_per_clip": {"client": median_of(http, "client_cpu_ms"), "server": median_of(http, "server_cpu_ms")},
         }
-    result["runs_clips_per_s"] = {path: [round(run.clips_per_s, 2) for run in runs[(path, clients)]] for path in PATHS}
+    paths = ("in_process", *(f"http_{payload}" for payload in payloads))
+    result["runs_clips_per_s"] = {path: [round(run.clips_per_s, 2) for run in runs[(path, clients)]] for path in paths}
     return result
 
 
@@ -214,10 +217,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log.info("%d clips, Big model %s, clients %s, %d repeats", len(audio), model.name, args.clients, args.repeats)
     runs: dict[tuple[str, int], list[Measurement]] = {}
     most = max(args.clients)
+    bodies = bodies_for(model)
     with ServiceProcess(args.model, args.server_threads, service_cpus) as service:
         http_clients = {
             name: [BigClient(service.url, timeout=30, payload=payload, compress=compress) for _ in range(most)]
-            for name, (payload, compress) in BODIES.items()
+            for name, (payload, compress) in bodies.items()
         }
         paths: dict[str, tuple[list[Classify], int | None]] = {
             "in_process": ([model.clone().predict_audio for _ in range(most)], None),  # one interpreter per thread
@@ -248,7 +252,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cores": {"service": sorted(service_cpus), "clients_and_in_process": sorted(bench_cpus)}
             if args.split_cores else "shared",
         },
-        "results": [summarize(runs, clients) for clients in args.clients],
+        "payloads": list(bodies),
+        "results": [summarize(runs, clients, list(bodies)) for clients in args.clients],
         "http_floor_cpu_ms_per_request": floor,
     }
 
@@ -293,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{row[payload]['cpu_ms_per_clip']['client']:.2f} + {row[payload]['cpu_ms_per_clip']['server']:.2f}",
         ]
         for row in report["results"]
-        for payload in PAYLOADS
+        for payload in report["payloads"]
     ]
     headers = ["clients", "payload", "in-process clips/s", "HTTP clips/s", "HTTP / in-process", "CPU ms/clip alone"]
     print(format_table([*headers, "CPU ms/clip HTTP (client + server)"], rows, float_digits=2))

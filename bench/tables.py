@@ -91,8 +91,8 @@ def grouped(value: int) -> str:
 
 # --- the REST service: throughput (bench_rest) ---------------------------------------------------------------------
 
-REST_PAYLOADS = {"pcm": "PCM", "features": "features", "pcm_deflate": "PCM, deflated",
-                 "features_deflate": "features, deflated"}
+REST_PAYLOADS = {"pcm": "PCM", "features": "features", "mel": "mel", "pcm_deflate": "PCM, deflated",
+                 "features_deflate": "features, deflated", "mel_deflate": "mel, deflated"}
 
 
 def cores(setting: str | dict[str, list[int]]) -> str:
@@ -105,8 +105,8 @@ def cores(setting: str | dict[str, list[int]]) -> str:
 def rest(report: dict[str, Any]) -> Rendered:
     rows = []
     for result in report["results"]:
-        for payload, name in REST_PAYLOADS.items():
-            http = result[payload]
+        for payload in report.get("payloads", ["pcm", "features", "pcm_deflate", "features_deflate"]):
+            name, http = REST_PAYLOADS[payload], result[payload]
             cpu = http["cpu_ms_per_clip"]
             rows.append([result["clients"], name, num(result["in_process_clips_per_s"], 0),
                          num(http["http_clips_per_s"], 0), num(http["http_to_in_process"]),
@@ -405,11 +405,11 @@ def front_end_big(metadatas: dict[str, Any]) -> Rendered:
 
 #: The Big/Little runs: the report's stem, what is sent, to which Big, with which flags of little_client.py.
 CASCADE_RUNS = {
-    "cascade_features_deflate": ("features, deflated", "big", "--payload features"),
-    "cascade_features": ("features", "big", "--payload features --compress none"),
-    "cascade_pcm_deflate": ("PCM, deflated", "big", "--payload pcm"),
-    "cascade_pcm": ("PCM", "big", "--payload pcm --compress none"),
     "cascade_mel_deflate": ("mel, deflated", "big_embedding", "--payload mel"),
+    "cascade_mel": ("mel", "big_embedding", "--payload mel --compress none"),
+    "cascade_pcm_deflate": ("PCM, deflated", "big_embedding", "--payload pcm"),
+    "cascade_pcm": ("PCM", "big_embedding", "--payload pcm --compress none"),
+    "cascade_features_deflate": ("features, deflated", "big", "--payload features"),
 }
 
 
