@@ -34,8 +34,9 @@ from kws.data.splits import is_training_only
 from kws.frontend.embedding import FrontEnd, mel_windows
 from kws.model.metadata import build_metadata, write_metadata
 from kws.training.augment import augment_audio
+from kws.training.content_cache import cache_root, to_int16
 from kws.training.data import SILENCE_SOURCE, SplitData, class_weights, load_non_keywords, load_split
-from kws.training.embedding_cache import cache_dir, embed_cached, to_int16
+from kws.training.embedding_cache import embed_cached
 from kws.training.embedding_tuning import FrozenBottom, embeddings_of, tuned_model, whole_model
 from kws.training.export import convert, tflite_predictions
 from kws.training.fitting import fit, keep_best_weights
@@ -115,7 +116,7 @@ def train_embedding_head(
 
     front_end_spec = recipe.front_end
     if bottom is not None:
-        kept = cache_dir().parent / "tuned" / f"{name}.weights.h5"  # an export error then costs no training
+        kept = cache_root() / "tuned" / f"{name}.weights.h5"  # an export error then costs no training
         kept.parent.mkdir(parents=True, exist_ok=True)
         model.save_weights(str(kept))
         log.info("%s: tuned weights kept in %s", name, kept)  # ship the whole embedding with the tuned top: the model reads mel windows
