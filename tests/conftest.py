@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kws.audio import SAMPLE_RATE, read_clip
+from kws.audio import SAMPLE_RATE, read_clip, read_recording
 from kws.data.clips import DATA_DIR_VARIABLE, DEFAULT_LABELS, LOCAL_DATA_DIRS, Clip, locate_data_dir, select_clips
 from kws.model.runtime import KeywordModel, load_model
 from kws.tuning import stream_synthesis
@@ -64,6 +64,47 @@ def small_dataset(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     for split in ("train", "validation", "test"):
         copy_small_dataset(data_dir, target, clips_per_label=3, split=split)
     return target
+
+
+#: Other words copied into the small folder of non-keywords, and how many clips of each split.
+OTHER_WORDS = ("bed", "eight", "marvin", "zero")
+OTHER_CLIPS_PER_SPLIT = 2
+
+
+@pytest.fixture(scope="session")
+def small_other(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few other words of each split and 20 s of two noise recordings, from speech_commands_other."""
+    from kws.training.non_keywords import NOISE_FOLDER, other_word_clips
+
+    source = data_dir.parent / "speech_commands_other"
+    if not (source / NOISE_FOLDER).is_dir():
+        pytest.skip(f"no {source} (other words and noise recordings) beside the clips")
+    target = tmp_path_factory.mktemp("small_other")
+    for split in ("train", "validation", "test"):
+        for word in OTHER_WORDS:
+            for clip in [c for c in other_word_clips(source, split) if c.label == word][:OTHER_CLIPS_PER_SPLIT]:
+                (target / word).mkdir(exist_ok=True)
+                shutil.copyfile(clip.path, target / word / clip.path.name)
+    (target / NOISE_FOLDER).mkdir()
+    for name in ("pink_noise", "doing_the_dishes"):
+        samples = read_recording(source / NOISE_FOLDER / f"{name}.wav")[: 20 * 16_000]
+        write_wav(target / NOISE_FOLDER / f"{name}.wav", samples.astype(np.int16))
+    return target
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Training's cache by content (kws.training.content_cache) in a folder of this session's, never the
+    developer's: what tests compute of their tiny fixtures has no place there."""
+    from kws.training.content_cache import CACHE_VARIABLE
+
+    previous = os.environ.get(CACHE_VARIABLE)
+    os.environ[CACHE_VARIABLE] = str(tmp_path_factory.mktemp("kws_cache"))
+    yield
+    if previous is None:
+        os.environ.pop(CACHE_VARIABLE, None)
+    else:
+        os.environ[CACHE_VARIABLE] = previous
 
 
 def shipped_model_path(name: str) -> Path:

@@ -1,4 +1,5 @@
-"""Training data: clips of several folders to features, freshly augmented every epoch."""
+"""Training data: clips of several folders to features, freshly augmented every epoch (or drawn from a
+bank of variants made once, :mod:`kws.training.variant_bank`, for a recipe with ``variant_bank``)."""
 
 from __future__ import annotations
 

@@ -7,10 +7,13 @@ and then no threshold on its score margin finds them. Trained towards Big's
 words a clip resembles: it is more accurate, and where it still disagrees with Big
 its margin is lower (Hinton et al., 2015, "Distilling the Knowledge in a Neural Network").
 
-The teacher is the shipped Big model, run here through the same TFLite interpreter as
-every client (:mod:`kws.model.runtime`), once per clip on the un-augmented audio: an
-augmented copy of a clip keeps the label its clean original has, and so does Big's
-opinion of it. Keras gets one target array per batch, the label in column 0 and the
+The teacher is a trained Big model, run here through the same TFLite interpreter as
+every client (:mod:`kws.model.runtime`), once per clip: on the un-augmented audio, whose
+opinion an augmented copy of the clip then keeps, or, with a bank of variants
+(:mod:`kws.training.variant_bank`), on every augmented variant the student is shown. Its
+probabilities are cached by content (:mod:`kws.training.content_cache`, under ``teacher/``:
+the clips' int16 samples and the teacher file's sha256), unsoftened, so another temperature
+asks nothing again. Keras gets one target array per batch, the label in column 0 and the
 teacher's probabilities after it (:func:`pack_targets`); the loss and the accuracy
 metric unpack it.
 """
@@ -22,9 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from kws.model.runtime import KeywordModel, load_model
+from kws.training.content_cache import cached_batches, to_int16
+
+#: The cache's folder of teacher probabilities.
+TEACHER_FOLDER = "teacher"
 
 
 @dataclass(frozen=True)
@@ -59,12 +65,26 @@ def load_teacher(teacher_stem: Path, labels: Sequence[str]) -> KeywordModel:
     return teacher
 
 
+def teacher_outputs(teacher: KeywordModel, audio: np.ndarray, desc: str = "teacher") -> np.ndarray:
+    """The teacher's probabilities ``(clips, labels)`` float32 for every clip, unsoftened, cached by content.
+
+    The teacher hears int16 clips: float ones (in [-1, 1]) are rounded to int16 first, as a
+    microphone records them (clips read from 16-bit files are unchanged by it), which is also what
+    a teacher on the pretrained front end reads.
+    """
+    clips = audio if audio.dtype == np.int16 else to_int16(audio)
+    return cached_batches(
+        clips, f"teacher {teacher.sha256}".encode(),
+        lambda batch: np.stack([teacher.predict_audio(clip) for clip in batch]).astype(np.float32),
+        desc, TEACHER_FOLDER,
+    )
+
+
 def teacher_probabilities(
     teacher: KeywordModel, audio: np.ndarray, temperature: float, desc: str = "teacher"
 ) -> np.ndarray:
-    """The teacher's probabilities for every clip (float audio in [-1, 1]), softened at ``temperature``."""
-    probabilities = np.stack([teacher.predict_audio(clip) for clip in tqdm(audio, desc=desc, unit="clip")])
-    return soften(probabilities, temperature)
+    """The teacher's probabilities for every clip (int16, or float in [-1, 1]), softened at ``temperature``."""
+    return soften(teacher_outputs(teacher, audio, desc), temperature)
 
 
 def pack_targets(labels: np.ndarray, teacher: np.ndarray) -> np.ndarray:

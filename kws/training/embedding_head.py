@@ -5,7 +5,7 @@ frozen; only a small head over its ``(9, 96)`` embeddings of a clip is trained, 
 eight keywords, ``_silence_`` and ``_unknown_``. What makes it cheap enough for two cores:
 
 - every training clip is embedded once clean and ``recipe.variants`` times through the
-  room-and-microphone changes (:func:`kws.training.augment.augment_audio`), and those
+  room-and-microphone changes (:mod:`kws.training.variant_bank`), and those
   embeddings are cached on disk (:mod:`kws.training.embedding_cache`): a second run, or
   another head, starts from the cache;
 - every epoch draws, for each clip, one of its variants (or the clean one), so the head
@@ -22,26 +22,26 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kws.audio import SAMPLE_RATE
 from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS
 from kws.data.splits import is_training_only
 from kws.frontend.embedding import FrontEnd, mel_windows
 from kws.model.metadata import build_metadata, write_metadata
-from kws.training.augment import augment_audio
-from kws.training.data import SILENCE_SOURCE, SplitData, class_weights, load_non_keywords, load_split
-from kws.training.embedding_cache import cache_dir, embed_cached, to_int16
+from kws.training.content_cache import cache_root, to_int16
+from kws.training.data import class_weights, load_non_keywords, load_split
+from kws.training.embedding_cache import embed_cached
 from kws.training.embedding_tuning import FrozenBottom, embeddings_of, tuned_model, whole_model
 from kws.training.export import convert, tflite_predictions
 from kws.training.fitting import fit, keep_best_weights
 from kws.training.non_keywords import NoiseBank, noise_dir_of
 from kws.training.pipeline import split_accuracy, training_record
 from kws.training.recipes import Recipe
+from kws.training.variant_bank import training_variants, variant_sequence
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def train_embedding_head(
 
     variants = np.stack([
         inputs_of(audio, f"front end of training variant {index}")
-        for index, audio in enumerate(training_variants(recipe, train_data, noise, seed))
+        for index, audio in enumerate(training_variants(recipe.augment, train_data, noise, seed, recipe.variants))
     ])  # (variants, clips, windows, ...)
     inputs = {split: inputs_of(splits[split].audio, f"front end of {split}") for split in ("validation", "test")}
 
@@ -96,7 +96,8 @@ def train_embedding_head(
     per_class = np.array([weights[index] for index in range(len(labels))], dtype=np.float32)
     word_weights = np.ones(len(train_data), np.float32) if train_data.weights is None else train_data.weights
     sample_weights = word_weights * per_class[train_data.labels]
-    sequence = variant_sequence(variants, train_data.labels, sample_weights, recipe.batch_size, seed)
+    sequence = variant_sequence(variants, np.broadcast_to(train_data.labels, variants.shape[:2]), sample_weights,
+                                recipe.batch_size, seed)
 
     if bottom is not None:  # the head standardises the frozen embedding of the clean clips, as without tuning
         frozen = tuned_model(variants.shape[2:], bottom.steps, bottom.start, keras.layers.Activation("linear"))
@@ -115,7 +116,7 @@ def train_embedding_head(
 
     front_end_spec = recipe.front_end
     if bottom is not None:
-        kept = cache_dir().parent / "tuned" / f"{name}.weights.h5"  # an export error then costs no training
+        kept = cache_root() / "tuned" / f"{name}.weights.h5"  # an export error then costs no training
         kept.parent.mkdir(parents=True, exist_ok=True)
         model.save_weights(str(kept))
         log.info("%s: tuned weights kept in %s", name, kept)  # ship the whole embedding with the tuned top: the model reads mel windows
@@ -154,47 +155,3 @@ def train_embedding_head(
     write_metadata(output_dir, metadata)
     log.info("%s: validation %.4f, test %.4f", name, accuracy["validation"], accuracy["test"])
     return metadata
-
-
-def training_variants(recipe: Recipe, data: SplitData, noise: NoiseBank, seed: int) -> Iterator[np.ndarray]:
-    """The clean training clips, then ``recipe.variants`` augmented copies (float32 in [-1, 1]), one at a
-    time (each is about 1 GB for the shared folders).
-
-    The silence clips are cut afresh from the training part of the noise recordings for
-    each variant (the clean variant's too: they are placeholders until here), as every
-    recipe's epochs cut them.
-    """
-    silent = data.sources == SILENCE_SOURCE
-    for index in range(recipe.variants + 1):
-        rng = np.random.default_rng([seed, index])
-        audio = data.audio.copy()
-        if silent.any():
-            audio[silent] = noise.silence(int(silent.sum()), rng)
-        yield augment_audio(audio, recipe.augment, SAMPLE_RATE, rng, noise) if index else audio
-
-
-def variant_sequence(variants: np.ndarray, labels: np.ndarray, weights: np.ndarray, batch_size: int, seed: int):
-    """A Keras Sequence over cached embeddings: each epoch, every clip as one of its variants, drawn afresh."""
-    import tf_keras as keras
-
-    class Variants(keras.utils.Sequence):
-        def __init__(self) -> None:
-            super().__init__()
-            self.epoch = 0
-            self.on_epoch_end()
-
-        def on_epoch_end(self) -> None:
-            rng = np.random.default_rng([seed, 1_000 + self.epoch])
-            self.epoch += 1
-            self.order = rng.permutation(len(labels))
-            self.choice = rng.integers(0, len(variants), size=len(labels))
-
-        def __len__(self) -> int:
-            return -(-len(labels) // batch_size)
-
-        def __getitem__(self, index: int):
-            rows = self.order[index * batch_size : (index + 1) * batch_size]
-            return variants[self.choice[rows], rows].astype(np.float32), labels[rows], weights[rows]
-
-    return Variants()
-

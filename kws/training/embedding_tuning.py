@@ -7,8 +7,8 @@ every training step, and need not run it: the layers below the first tuned convo
 stay frozen, so their output for a clip never changes. This module
 
 - computes that frozen bottom once per clip with onnxruntime on a cut of the graph
-  (:func:`~kws.training.embedding_replica.cut_graph`) and caches it by content, as
-  :mod:`kws.training.embedding_cache` caches whole embeddings (:func:`bottom_cached`);
+  (:func:`~kws.training.embedding_replica.cut_graph`) and caches it by content
+  (:mod:`kws.training.content_cache`), as whole embeddings are cached (:meth:`FrozenBottom.cached`);
 - builds the model that trains: the bottom's output, the replica's top layers, the head
   (:func:`tuned_model`);
 - builds the model that ships: the embedding's mel windows, the *whole* replica with the
@@ -19,23 +19,17 @@ stay frozen, so their output for a clip never changes. This module
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from kws.frontend.embedding import EMBEDDING_INPUT, FrontEnd, mel_windows, open_session
 from kws.frontend.spec import EMBEDDING_SIZE, NUM_MEL_BINS
-from kws.training.embedding_cache import cache_dir
+from kws.training.content_cache import cached_batches
 from kws.training.embedding_replica import Step, build_layers, cut_graph, cut_point, read_graph
-from kws.util.logs import progress_wanted
-
-log = logging.getLogger(__name__)
 
 #: Clips per cache file and per call of the bottom graph.
 BATCH = 64
@@ -74,24 +68,8 @@ class FrozenBottom:
         """:meth:`run` of every clip, from the cache where it has them (float16), else computed and stored."""
         if clips.dtype != np.int16:
             raise ValueError(f"the front end reads int16 clips, got {clips.dtype}")
-        folder = cache_dir().parent / "embedding_bottoms"
-        folder.mkdir(parents=True, exist_ok=True)
-        parts, hits = [], 0
-        starts = range(0, len(clips), BATCH)
-        for start in tqdm(starts, desc=desc, unit="batch", disable=not progress_wanted()):
-            batch = np.ascontiguousarray(clips[start : start + BATCH])
-            path = folder / f"{hashlib.sha256(self._key + str(batch.shape).encode() + batch.tobytes()).hexdigest()}.npy"
-            if path.is_file():
-                parts.append(np.load(path))
-                hits += 1
-                continue
-            output = self.run(batch).astype(np.float16)
-            partial = path.with_suffix(".partial.npy")
-            np.save(partial, output)
-            partial.replace(path)  # whole or not at all
-            parts.append(output)
-        log.info("%s: %d clips, %d of %d batches from the cache (%s)", desc, len(clips), hits, len(starts), folder)
-        return np.concatenate(parts)
+        return cached_batches(clips, self._key, lambda batch: self.run(batch).astype(np.float16), desc,
+                              "embedding_bottoms", BATCH)
 
 
 def _reshape(shape: tuple[int, ...], name: str) -> Any:

@@ -29,6 +29,7 @@ from kws.training.export import compress, convert, tflite_predictions
 from kws.training.fitting import prune, train_float_model, weight_sparsity
 from kws.training.non_keywords import NoiseBank, noise_dir_of
 from kws.training.recipes import Recipe
+from kws.training.variant_bank import VariantBank
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,20 @@ def train_recipe(
         }
     splits["train"] = train_data = splits["train"].subset(train_fraction, seed)
     noise = NoiseBank.load(noise_dir_of(other_dir), "train") if other_dir is not None else None
-    features = {split: clean_features(data.audio, recipe.features) for split, data in splits.items()}
+    teacher = None
+    if recipe.distillation is not None:
+        teacher_stem = output_dir / recipe.distillation.teacher
+        if not teacher_stem.with_suffix(".json").is_file():
+            raise ValueError(f"recipe {name!r} learns from {recipe.distillation.teacher!r}, which is not in "
+                             f"{output_dir}: train it first (python train.py --recipe {recipe.distillation.teacher})")
+        teacher = load_teacher(teacher_stem, labels)
+    # A bank of variants (recipe.variant_bank): every training clip augmented, featurised and heard by the
+    # teacher once, through the cache, rather than augmented afresh every epoch.
+    bank = VariantBank.build(recipe, train_data, noise, seed, teacher) if recipe.variant_bank else None
+    features = {split: clean_features(data.audio, recipe.features) for split, data in splits.items()
+                if bank is None or split != "train"}
+    if bank is not None:  # the clean variant, with its silence clips cut (no longer placeholders)
+        features["train"] = bank.features[0]
     mean, variance = features["train"].mean(axis=(0, 1)), features["train"].var(axis=(0, 1))
     # A float model standardises its input in the graph. A full-integer one cannot do it
     # well there: its input is quantized per tensor *before* any layer runs, so MFCC 0
@@ -94,19 +108,18 @@ def train_recipe(
         train_data = dataclasses.replace(train_data, weights=train_data.weights * per_class[train_data.labels])
         weights = None
     val_x, val_y = features["validation"], splits["validation"].labels
-    train_targets, teacher_sha256 = None, None
-    if recipe.distillation is not None:
-        teacher_stem, temperature = output_dir / recipe.distillation.teacher, recipe.distillation.temperature
-        if not teacher_stem.with_suffix(".json").is_file():
-            raise ValueError(f"recipe {name!r} learns from {recipe.distillation.teacher!r}, which is not in "
-                             f"{output_dir}: train it first (python train.py --recipe {recipe.distillation.teacher})")
-        teacher = load_teacher(teacher_stem, labels)
-        teacher_sha256 = teacher.sha256
-        soft = {split: teacher_probabilities(teacher, data.audio, temperature, desc=f"teacher on {split}")
-                for split, data in (("train", train_data), ("validation", splits["validation"]))}
-        train_targets = pack_targets(train_data.labels, soft["train"])
-        val_y = pack_targets(val_y, soft["validation"])
-    train_sequence = make_training_sequence(recipe, train_data, seed, standardization, noise, train_targets)
+    train_targets = None
+    if teacher is not None:
+        temperature = recipe.distillation.temperature
+        val_y = pack_targets(val_y, teacher_probabilities(teacher, splits["validation"].audio, temperature,
+                                                          desc="teacher on validation"))
+        if bank is None:  # the bank holds the teacher's opinion of every variant
+            train_targets = pack_targets(train_data.labels, teacher_probabilities(teacher, train_data.audio,
+                                                                                  temperature, desc="teacher on train"))
+    if bank is not None:
+        train_sequence = bank.sequence(recipe, train_data, seed, standardization)
+    else:
+        train_sequence = make_training_sequence(recipe, train_data, seed, standardization, noise, train_targets)
 
     normalization = None if standardize_outside else (mean, variance)
     model, history = train_float_model(recipe, train_sequence, val_x, val_y, weights, len(labels), normalization)
@@ -137,8 +150,12 @@ def train_recipe(
         training=training_record(
             recipe, splits, labels, data_dirs, training_only, other_dir, train_fraction, weights_by_label,
             len(history.history["val_accuracy"]), seed, started,
-            **({"distillation": {**recipe.distillation.to_dict(), "teacher_sha256": teacher_sha256}}
-               if recipe.distillation is not None else {}),
+            **({"distillation": {**recipe.distillation.to_dict(), "teacher_sha256": teacher.sha256}}
+               if teacher is not None else {}),
+            **({"variant_bank": {"clean": 1, "augmented": recipe.variant_bank,
+                                 "drawn": "one variant per clip per epoch",
+                                 "teacher": "hears every variant" if teacher is not None else None}}
+               if bank is not None else {}),
             prune_sparsity=recipe.prune_sparsity,
             measured_sparsity=round(weight_sparsity(model), 4),
         ),

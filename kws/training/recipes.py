@@ -76,6 +76,11 @@ class Recipe:
     variants: int = 0
     """For a head on the front end: augmented copies of every training clip, each embedded once and cached;
     every epoch draws one of them (or the clean clip) per clip."""
+    variant_bank: int = 0
+    """For a model on features: N > 0 augments every training clip N times once, not afresh every epoch
+    (:mod:`kws.training.variant_bank`): the clean clip and its N copies are featurised once each, and heard
+    once each by the teacher of a distilled recipe, both cached on disk by content; every epoch draws one
+    of the N + 1 per clip and masks it (SpecAugment). 0: every epoch augments every clip afresh."""
     tune_from_conv: int | None = None
     """For a head on the front end: tune the embedding's convolutions from this one (0-based, of 20) up
     together with the head, the frozen bottom's output cached (:mod:`kws.training.embedding_tuning`);
@@ -221,6 +226,20 @@ RECIPES["big_embedding"] = dataclasses.replace(
     learning_rate=3e-4,
     patience=12,
     description="service model: the pretrained speech embedding, its top five convolutions tuned with a head",
+)
+
+# The Pi candidate for the field: little_robust taught by big_embedding, which also knows _silence_ and
+# _unknown_ and hears the augmented clip the student is shown. With 13 634 training clips the rooms and
+# microphones cost most of an epoch when made afresh every epoch: a bank of four augmented copies of every
+# clip (and the clean one) is made once a run, featurised and heard by the teacher once, and cached by
+# content: a second run makes the four copies again (their samples are the cache's keys) but featurises
+# nothing and asks the teacher nothing (docs/training-and-data.md, "A bank of variants").
+RECIPES["little_field"] = dataclasses.replace(
+    RECIPES["little_robust"],
+    distillation=Distillation(teacher="big_embedding", weight=0.5, temperature=2.0),
+    variant_bank=4,
+    description="candidate Pi model: ten labels, distilled from big_embedding, rooms and microphones, "
+    "a bank of variants",
 )
 
 

@@ -29,33 +29,6 @@ from kws.training.non_keywords import NOISE_FOLDER, other_word_clips  # noqa: E4
 from kws.training.pipeline import train_recipe  # noqa: E402
 from kws.training.recipes import RECIPES  # noqa: E402
 
-#: Other words copied into the small folder of non-keywords, and how many clips of each split.
-OTHER_WORDS = ("bed", "eight", "marvin", "zero")
-OTHER_CLIPS_PER_SPLIT = 2
-
-
-@pytest.fixture(scope="module")
-def small_other(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A few other words of each split and 20 s of two noise recordings, from speech_commands_other."""
-    import wave
-
-    source = data_dir.parent / "speech_commands_other"
-    if not (source / NOISE_FOLDER).is_dir():
-        pytest.skip(f"no {source} (other words and noise recordings) beside the clips")
-    target = tmp_path_factory.mktemp("small_other")
-    for split in ("train", "validation", "test"):
-        for word in OTHER_WORDS:
-            for clip in [c for c in other_word_clips(source, split) if c.label == word][:OTHER_CLIPS_PER_SPLIT]:
-                (target / word).mkdir(exist_ok=True)
-                shutil.copyfile(clip.path, target / word / clip.path.name)
-    (target / NOISE_FOLDER).mkdir()
-    for name in ("pink_noise", "doing_the_dishes"):
-        samples = read_recording(source / NOISE_FOLDER / f"{name}.wav")[: 20 * 16_000]
-        with wave.open(str(target / NOISE_FOLDER / f"{name}.wav"), "wb") as out:
-            out.setnchannels(1), out.setsampwidth(2), out.setframerate(16_000)
-            out.writeframes(samples.astype("<i2").tobytes())
-    return target
-
 
 @pytest.fixture(scope="module")
 def training_only_folder(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
