@@ -34,7 +34,7 @@ from kws.model.runtime import KeywordModel, load_model
 from kws.reports import format_table, write_json_report
 from kws.training.changes import CHANGE_NAMES, CHANGES, ChangeContext, apply_change
 from kws.training.non_keywords import noise_dir_of
-from kws.tuning.cascade_replay import DEFAULT_ALPHA, PairedPredictions
+from kws.tuning.cascade_replay import DEFAULT_ALPHA, PairedPredictions, label_index
 from kws.util.logs import setup_logging
 from kws.wire.audio_pack import encode_audio_pack
 
@@ -59,7 +59,7 @@ def paired(little: KeywordModel, big: KeywordModel, probabilities: dict[str, np.
     """Little's and Big's answers as :class:`PairedPredictions`, every label an index into Little's labels."""
     def indices(model: KeywordModel) -> np.ndarray:
         names = [model.labels[i] for i in probabilities[model.name].argmax(axis=1)]
-        return np.array([little.labels.index(name) if name in little.labels else -1 for name in names])
+        return np.array([label_index(little, name) for name in names])
 
     return PairedPredictions(
         true_labels=np.array([little.labels.index(label) for label in truth]),

@@ -34,6 +34,14 @@ DEFAULT_ALPHA = 0.05
 
 #: Big's answer to one clip: its label, and the request body bytes that answer cost.
 BigAnswerer = Callable[[np.ndarray], tuple[str, int]]
+#: The index of an answer that is none of Little's labels: a Big that knows ``_silence_`` and ``_unknown_``
+#: rejecting a clip. It equals no keyword clip's label, so on a keyword clip that answer counts as wrong.
+REJECTED = -1
+
+
+def label_index(little: KeywordModel, label: str) -> int:
+    """``label`` as an index into Little's labels, or :data:`REJECTED` for one Little does not know."""
+    return little.labels.index(label) if label in little.labels else REJECTED
 
 
 @dataclass(frozen=True)
@@ -211,7 +219,7 @@ def predict_both(
             little.labels.index(clip.label),
             float(score_margin(probabilities)),
             int(np.argmax(probabilities)),
-            little.labels.index(big_label),
+            label_index(little, big_label),
             sent_bytes,
         ))
         sizes.append(payload_bytes(samples, big_reads))

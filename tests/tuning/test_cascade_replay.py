@@ -110,3 +110,28 @@ def test_export_writes_the_cascade_section_against_the_paired_big(shipped_model,
     sizes = section["validation"]["bytes_per_request"]
     assert sizes["features"] * 10 < sizes["pcm"]
     assert sizes["pcm_deflate"] < 0.7 * sizes["pcm"] and sizes["features_deflate"] < sizes["features"]
+
+
+def test_a_big_that_rejects_a_keyword_folders_clip_counts_it_wrong(shipped_model, small_dataset, small_other,
+                                                                   tmp_path) -> None:
+    """The ten-label Big answers ``_silence_`` for noise filed under a keyword: a wrong answer, not a crash."""
+    import shutil
+
+    import numpy as np
+
+    from conftest import write_wav
+    from kws.audio import read_recording
+    from kws.data.clips import select_clips
+    from kws.model.runtime import load_model
+    from kws.tuning.cascade_replay import REJECTED, model_answerer, predict_both
+
+    folder = tmp_path / "clips"
+    shutil.copytree(small_dataset, folder)
+    noise_file = sorted((small_other / "_background_noise_").glob("*.wav"))[0]
+    write_wav(folder / "yes" / "fffffff0_nohash_0.wav", read_recording(noise_file)[:16_000].astype(np.int16))
+    little, big = load_model(shipped_model("little")), load_model(shipped_model("big_embedding"))
+    clips = [clip for clip in select_clips(folder, "all", little.labels) if clip.label == "yes"]
+    paired = predict_both(clips, little, model_answerer(big), big.metadata.front_end, "test", progress=False)
+    noise_row = [clip.path.name for clip in clips].index("fffffff0_nohash_0.wav")
+    assert paired.predictions.big[noise_row] == REJECTED
+    assert paired.predictions.big_accuracy < 1.0
