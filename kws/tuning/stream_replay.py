@@ -36,7 +36,11 @@ class Track:
     probabilities: np.ndarray
     big_labels: tuple[str, ...] = ()
     big_rows: dict[int, np.ndarray] = field(default_factory=dict)
-    """Big's probabilities for the window ending at each sample."""
+    """Big's probabilities for the window ending at each sample (computed when first asked, for a Big on the
+    pretrained front end: see :func:`make_track`)."""
+    big: KeywordModel | None = field(default=None, repr=False)
+    """A Big asked only about the windows a detection needs, with the clip the listener would send it."""
+    big_window_samples: int = 0
     _smoothed: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     _verdicts: dict[tuple[int, str, float], Verdict] = field(default_factory=dict, repr=False)
     _candidates: dict[tuple[int, float, int], list[Candidate]] = field(default_factory=dict, repr=False)
@@ -54,10 +58,17 @@ class Track:
             self._candidates[key] = replay(ends, smoothed, self.labels, params.threshold, params.suppression_samples)
         return self._candidates[key]
 
+    def big_row(self, end: int) -> np.ndarray:
+        """Big's probabilities for the window ending at sample ``end``."""
+        if end not in self.big_rows and self.big is not None:
+            clip = self.stream.samples[max(0, end - self.big_window_samples) : end]
+            self.big_rows[end] = self.big.predict_audio(clip).astype(np.float64)
+        return self.big_rows[end]
+
     def verdict(self, end: int, little_label: str, min_score: float) -> Verdict:
         key = (end, little_label, min_score)
         if key not in self._verdicts:
-            self._verdicts[key] = judge(little_label, self.big_labels, self.big_rows[end], min_score)
+            self._verdicts[key] = judge(little_label, self.big_labels, self.big_row(end), min_score)
         return self._verdicts[key]
 
 
@@ -65,9 +76,14 @@ def make_track(stream: SyntheticStream, little: KeywordModel, big: KeywordModel 
     ends, probabilities = hop_probabilities(little, stream.samples, hop_samples)
     track = Track(stream, tuple(little.labels), ends, probabilities)
     if big is not None:
-        big_ends, big_probabilities = hop_probabilities(big, stream.samples, hop_samples)
         track.big_labels = tuple(big.labels)
-        track.big_rows = {int(end): row.astype(np.float64) for end, row in zip(big_ends, big_probabilities)}
+        if big.metadata.front_end is not None:
+            # Its window costs 15-20 ms, a thousand times a features Big's streaming hop: asked only where a
+            # detection needs it, with the window of Little's clip length that the listener sends (kws.listen).
+            track.big, track.big_window_samples = big, little.feature_config.clip_samples
+        else:
+            big_ends, big_probabilities = hop_probabilities(big, stream.samples, hop_samples)
+            track.big_rows = {int(end): row.astype(np.float64) for end, row in zip(big_ends, big_probabilities)}
     return track
 
 

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kws.cli import calibrate
@@ -60,9 +61,12 @@ def test_the_rule_picks_the_cheapest_set_on_validation(little_model, shipped_mod
     assert section["calibration"]["big"]["sha256"] == big.sha256
 
 
-def test_the_command_writes_the_section_and_the_model_still_loads(model_copy, shipped_model, small_dataset,
+@pytest.mark.parametrize("big", ["big", "big_embedding"])
+def test_the_command_writes_the_section_and_the_model_still_loads(big: str, model_copy, shipped_model, small_dataset,
                                                                    small_other_dir, capsys) -> None:
-    args = ["--model", str(model_copy), "--big", str(shipped_model("big")), "--data-dir", str(small_dataset),
+    """Against the network Big and the default Big on the pretrained front end (asked only where a detection needs
+    it, as the listener asks)."""
+    args = ["--model", str(model_copy), "--big", str(shipped_model(big)), "--data-dir", str(small_dataset),
             "--other-dir", str(small_other_dir), "--noise-minutes", "0.5"]
     before = model_copy.with_suffix(".json").read_text()
     assert calibrate.main(["listen", *args, "--dry-run"]) == 0
@@ -75,3 +79,15 @@ def test_the_command_writes_the_section_and_the_model_still_loads(model_copy, sh
                                                         "the model's listen section")
     assert section["calibration"]["command"].startswith("python calibrate.py listen --model")
     assert json.loads(before)["sha256"] == json.loads(model_copy.with_suffix(".json").read_text())["sha256"]
+
+
+def test_a_front_end_big_is_asked_about_the_window_the_listener_sends(little_model, shipped_model, small_dataset,
+                                                                     small_other_dir) -> None:
+    big = load_model(shipped_model("big_embedding"))
+    tracks = listen_calibration.build_tracks(little_model, big, [small_dataset], small_other_dir, noise_s=30.0, seed=0)
+    track = next(iter(tracks.values()))
+    assert track.big_rows == {}  # nothing computed before a detection asks
+    end = int(track.ends[len(track.ends) // 2])
+    window = track.stream.samples[end - little_model.feature_config.clip_samples : end]
+    np.testing.assert_allclose(track.big_row(end), big.predict_audio(window), atol=1e-6)
+    assert list(track.big_rows) == [end]
