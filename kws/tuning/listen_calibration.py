@@ -6,8 +6,10 @@
 
 Two streams are built from the **validation** split, never test (keywords, other words
 of validation speakers, pauses, then noise alone from the validation half of each noise
-recording; one quiet room, one noisy room: :mod:`kws.tuning.stream_synthesis`). Little and Big
-hear every window once; every parameter set is then replayed offline with the
+recording; one quiet room, one noisy room: :mod:`kws.tuning.stream_synthesis`). Little hears
+every window once, and Big every window too, or, for a Big on the pretrained front end (a
+thousand times the cost of a hop), each window a detection asks about, once; every parameter
+set is then replayed offline with the
 listener's own code (:mod:`kws.tuning.stream_replay`) and scored (:mod:`kws.tuning.stream_scoring`).
 
 The rule: the lowest :func:`~kws.tuning.stream_scoring.cost` (each kind of error in units of its
@@ -114,9 +116,8 @@ def build_tracks(little: KeywordModel, big: KeywordModel, data_dirs: Sequence[Pa
     tracks: dict[str, Track] = {}
     for offset, (room, level) in enumerate(stream_synthesis.NOISE_LEVELS_DBFS.items()):
         stream = stream_synthesis.build_stream(material, level, noise_s, seed=seed + offset)
-        log.info("%s room (%.0f dBFS): %.0f s stream, %d keywords, %d other words, %.0f s of noise alone; "
-                 "Little and Big hear every window", room, level, stream.seconds, len(material.keywords),
-                 len(material.others), stream.noise_s)
+        log.info("%s room (%.0f dBFS): %.0f s stream, %d keywords, %d other words, %.0f s of noise alone",
+                 room, level, stream.seconds, len(material.keywords), len(material.others), stream.noise_s)
         tracks[room] = make_track(stream, little, big, DEFAULTS.hop_samples)
     return tracks
 
