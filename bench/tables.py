@@ -347,6 +347,8 @@ MODELS = ("little", "big", "big_embedding", "ensemble_1", "ensemble_2", "ensembl
 
 def model_input(metadata: dict[str, Any]) -> str:
     rows, columns = metadata["input_shape"][:2]
+    if metadata.get("front_end", {}).get("embedding_in_model"):
+        return f"{rows}×{columns}×{metadata['input_shape'][2]} mel windows"
     if metadata.get("front_end"):
         return f"{rows}×{columns} embeddings"
     config = metadata["feature_config"]
