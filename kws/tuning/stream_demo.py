@@ -36,8 +36,9 @@ def _print(detection: Detection) -> None:
 
 
 def run_stream_demo(data_dir: Path, models_dir: Path, split: str = "test",
-                    emit: Callable[[Detection], None] = _print) -> dict[str, Any]:
-    """Build the stream, start Big, listen; returns the listener's report with ``score`` and ``summary`` added."""
+                    emit: Callable[[Detection], None] = _print, big_stem: Path | None = None) -> dict[str, Any]:
+    """Build the stream, start Big (``big_stem``, default the service's default Big in ``models_dir``), listen;
+    returns the listener's report with ``score`` and ``summary`` added."""
     material = stream_synthesis.load_material([data_dir], stream_synthesis.other_words_dir(data_dir), split)
     material.keywords = material.keywords[:: max(1, len(material.keywords) // DEMO_KEYWORDS)][:DEMO_KEYWORDS]
     material.others = material.others[:: max(1, len(material.others) // DEMO_OTHERS)][:DEMO_OTHERS]
@@ -45,7 +46,7 @@ def run_stream_demo(data_dir: Path, models_dir: Path, split: str = "test",
     stream = stream_synthesis.build_stream(material, level, DEMO_NOISE_S, seed=7)
     little = load_model(models_dir / "little", prefer="zlib")
     params, origin = params_from_metadata(little.metadata.raw)
-    service = BigService(models_dir / SERVICE_MODEL)
+    service = BigService(big_stem or models_dir / SERVICE_MODEL)
     service.load()
     name = f"a {stream.seconds:.0f} s stream ({split} speakers, {level:.0f} dBFS noise)"
     with start_server(service, host="127.0.0.1", port=0, threads=2) as server, BigClient(server.url) as client:

@@ -29,3 +29,24 @@ def test_ctrl_c_during_the_demo_stops_with_what_finished(data_dir, tmp_path) -> 
     assert "Traceback" not in done.stderr and "=== 2." not in done.stdout
     assert f"interrupted: the parts that finished are in {tmp_path}/" in done.stdout
     assert json.loads((tmp_path / "big_little.json").read_text())["interrupted"]
+
+
+def test_the_demo_serves_the_network_big_when_the_front_end_cannot_be_used(models_dir, tmp_path, caplog) -> None:
+    """A front end whose files do not hash as the default Big's metadata says is refused (kws.frontend.files):
+    the demo then serves models/big and says why, rather than stopping."""
+    import importlib.util
+    import json
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("demo_script", models_dir.parent / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    for path in models_dir.glob(f"{demo.SERVICE_MODEL}.*"):
+        shutil.copy(path, tmp_path)
+    assert demo.demo_big(tmp_path) == tmp_path / demo.SERVICE_MODEL  # the installed front end checks out
+    metadata = json.loads((tmp_path / f"{demo.SERVICE_MODEL}.json").read_text())
+    metadata["front_end"]["mel_sha256"] = "0" * 64
+    (tmp_path / f"{demo.SERVICE_MODEL}.json").write_text(json.dumps(metadata))
+    with caplog.at_level("WARNING"):
+        assert demo.demo_big(tmp_path) == tmp_path / "big"
+    assert "pretrained front end cannot be used" in caplog.text and "requirements/server.txt" in caplog.text
