@@ -1,20 +1,24 @@
 """A head on the pretrained speech embedding: the Big that has heard far more voices than our clips hold.
 
-The front end (:mod:`kws.frontend`, Google's speech embedding as openWakeWord uses it) is
-frozen; only a small head over its ``(9, 96)`` embeddings of a clip is trained, with the
-eight keywords, ``_silence_`` and ``_unknown_``. What makes it cheap enough for two cores:
+A small head over the front end's ``(9, 96)`` embeddings of a clip (:mod:`kws.frontend`, Google's
+speech embedding as openWakeWord uses it) is trained with the eight keywords, ``_silence_`` and
+``_unknown_``. With ``recipe.tune_from_conv`` the embedding's convolutions from that one up are
+tuned together with the head (:mod:`kws.training.embedding_tuning`); without it the embedding is
+frozen. What makes either cheap enough for two cores:
 
-- every training clip is embedded once clean and ``recipe.variants`` times through the
-  room-and-microphone changes (:mod:`kws.training.variant_bank`), and those
-  embeddings are cached on disk (:mod:`kws.training.embedding_cache`): a second run, or
-  another head, starts from the cache;
-- every epoch draws, for each clip, one of its variants (or the clean one), so the head
-  sees a fresh mix of changes per epoch without a front-end call.
+- every training clip is run once clean and ``recipe.variants`` times through the
+  room-and-microphone changes (:mod:`kws.training.variant_bank`) through whatever stays frozen
+  (the whole embedding, or the bottom below the tuned layers), and that output is cached on
+  disk by content (:mod:`kws.training.content_cache`): a second run, or another head, starts
+  from the cache;
+- every epoch draws, for each clip, one of its variants (or the clean one), so the model
+  sees a fresh mix of changes per epoch without running the frozen part again.
 
 Splits, training-only folders, class balance and the figures in the metadata are those of
-every other recipe (:mod:`kws.training.pipeline`). The head is exported as a float TFLite
-file; its metadata carries the front end's block (package, version, sha256 of the graphs)
-and no FeatureConfig, so every client knows what the head reads.
+every other recipe (:mod:`kws.training.pipeline`). The model is exported as a float TFLite
+file (the head alone, or the whole tuned embedding with the head, reading mel windows); its
+metadata carries the front end's block (package, version, sha256 of the graphs, and whether
+the file holds the embedding) and no FeatureConfig, so every client knows what the model reads.
 """
 
 from __future__ import annotations
