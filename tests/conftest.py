@@ -185,6 +185,16 @@ def big_server(shipped_model):
         yield handle
 
 
+@pytest.fixture
+def paired_big_server(shipped_model):
+    """The Big the shipped Little's threshold was calibrated against (the service's default), on a free local
+    port for one test."""
+    from kws.model.installed import SERVICE_MODEL
+
+    with start_big_service(shipped_model(SERVICE_MODEL)) as handle:
+        yield handle
+
+
 @pytest.fixture(scope="session")
 def tuned_embedding_model(tmp_path_factory: pytest.TempPathFactory):
     """A model whose TFLite file holds the whole pretrained embedding (``embedding_in_model``), built once a
@@ -267,8 +277,11 @@ def interrupt_script(script: str, *args: str, once: str, timeout: float = 60) ->
     import signal
     import time
 
+    # A shell's background job (a CI runner's `cmd &`) starts with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: the child gets Ctrl-C's default back, as in a terminal.
     process = subprocess.Popen([sys.executable, script, *args], cwd=REPO_ROOT, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and once not in process.stderr.readline():
         pass

@@ -18,7 +18,6 @@ from bench.broken_big import EXPECTED_REASON, BrokenBig, all_broken
 from kws.audio import read_clip
 from kws.cascade.run import run_cascade, summarize
 from kws.data.clips import select_clips
-from kws.model.installed import SERVICE_MODEL
 from kws.model.runtime import load_model
 from kws.rest.client import BigClient
 from kws.rest.service import BigService, start_server
@@ -53,13 +52,6 @@ def shipped_threshold(model_path: Path) -> float:
 #: A request body's size, per payload, as its SenML pack and deflated (what the service answered).
 PACK_BYTES = {"pcm": (42_000, 43_000), "features": (2_500, 3_500), "mel": (4_000, 5_200)}
 DEFLATED_BYTES = {"pcm": (22_000, 32_000), "features": (1_600, 2_800), "mel": (2_400, 4_000)}
-
-
-@pytest.fixture
-def paired_big_server(shipped_model):
-    """The Big the shipped threshold was calibrated against (the service's default), on a free local port."""
-    with start_big_service(shipped_model(SERVICE_MODEL)) as handle:
-        yield handle
 
 
 @pytest.mark.parametrize("payload", ["pcm", "mel"])

@@ -41,8 +41,9 @@ def little_copy(shipped_model, tmp_path: Path) -> Path:
 
 
 def test_cascade_against_the_service_uses_the_validation_split_never_test(
-    big_server, small_dataset, little_copy, tmp_path, run_calibrate
+    paired_big_server, small_dataset, little_copy, tmp_path, run_calibrate
 ) -> None:
+    big_server = paired_big_server  # the Big the shipped threshold was calibrated with
     little = load_model(little_copy, prefer="zlib")
     with BigClient(big_server.url) as big:
         calibration = calibrate([small_dataset], CALIBRATION_SPLIT, little, service_answerer(big), big.negotiate(),
