@@ -121,8 +121,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, arg
     parser.add_argument("--report", type=Path, metavar="JSON", help="also write the models' metadata here as a list")
     parser.add_argument(
         "--no-calibrate", action="store_true",
-        help=f"after training {PAIRED[0]} or {PAIRED[1]}, do not calibrate the Little model's cascade threshold and stream "
-        "parameters against Big (the export step; about 4 minutes)",
+        help=f"after training {PAIRED[0]} or {PAIRED[1]}, do not calibrate the Little model's cascade threshold "
+        "and stream parameters against Big (the export step; about 4 minutes)",
     )
     args = parser.parse_args(argv)
     if not 0 < args.train_fraction <= 1:

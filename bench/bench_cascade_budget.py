@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--little", type=Path, action="append", required=True, metavar="STEM",
                         help="a Little model to judge (repeatable)")
-    parser.add_argument("--big", type=Path, default=Path("models") / SERVICE_MODEL, metavar="STEM", help="default: %(default)s")
+    parser.add_argument("--big", type=Path, default=Path("models") / SERVICE_MODEL, metavar="STEM",
+                        help="default: %(default)s")
     parser.add_argument("--data-dir", type=Path, action="append", required=True, metavar="DIR",
                         help="labelled folder (repeatable)")
     parser.add_argument("--split", default="validation", help="default: %(default)s (choose on it, never on test)")

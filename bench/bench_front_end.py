@@ -161,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
             "cpus": os.cpu_count(), "machine": platform.machine(),
         },
-        "front_end": spec.to_dict(), "model": {"name": big.name, "sha256": big.sha256}, "clips": len(audio), "batch": min(args.batch, len(audio)), "steps": summary,
+        "front_end": spec.to_dict(), "model": {"name": big.name, "sha256": big.sha256}, "clips": len(audio),
+        "batch": min(args.batch, len(audio)), "steps": summary,
     }
     return finish(table, report, args.report)
 

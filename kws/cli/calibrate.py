@@ -4,7 +4,8 @@ sweep of every threshold, its always-listening parameters.
     python calibrate.py cascade --data-dir MY_LABELLED_DIR --service http://big:8080   # against the service
     python calibrate.py cascade --big models/big_embedding --data-dir ../shared/data/speech_commands   # Big in-process
     python calibrate.py sweep --data-dir ../shared/data/speech_commands --plot reports/little_sweep.png
-    python calibrate.py listen --model models/little --big models/big_embedding --data-dir ../shared/data/speech_commands
+    python calibrate.py listen --model models/little --big models/big_embedding \
+        --data-dir ../shared/data/speech_commands
 
 ``cascade`` and ``listen`` write their section into the Little model's metadata (the
 ``.json`` beside the model loaded), ``--write-metadata JSON`` a copy elsewhere beside the

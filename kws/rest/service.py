@@ -63,11 +63,11 @@ import cherrypy
 import numpy as np
 
 from kws.errors import KwsError
+from kws.model.installed import SERVICE_MODEL
 from kws.model.runtime import KeywordModel, load_model
 from kws.rest import compression
 from kws.rest.auth import require_bearer_token
 from kws.rest.metrics import PROMETHEUS_CONTENT_TYPE, HttpMetrics, metrics_middleware
-from kws.model.installed import SERVICE_MODEL
 from kws.rest.server import ServerHandle, ServerLimits, serve
 from kws.wire import audio_pack, features_pack, mel_pack, senml
 

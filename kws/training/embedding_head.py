@@ -119,11 +119,11 @@ def train_embedding_head(
                   None, recipe.epochs, recipe.learning_rate, [stop, keep_best_weights()])
 
     front_end_spec = recipe.front_end
-    if bottom is not None:
+    if bottom is not None:  # ship the whole embedding with the tuned top: the model reads mel windows
         kept = cache_root() / "tuned" / f"{name}.weights.h5"  # an export error then costs no training
         kept.parent.mkdir(parents=True, exist_ok=True)
         model.save_weights(str(kept))
-        log.info("%s: tuned weights kept in %s", name, kept)  # ship the whole embedding with the tuned top: the model reads mel windows
+        log.info("%s: tuned weights kept in %s", name, kept)
         front_end_spec = dataclasses.replace(recipe.front_end, embedding_in_model=True)
         model = whole_model(front_end_spec, bottom.steps, model, head)
         inputs = {split: np.stack([mel_windows(front_end.mel(clip), front_end_spec) for clip in

@@ -118,8 +118,8 @@ def test_a_big_that_rejects_a_keyword_folders_clip_counts_it_wrong(shipped_model
     import shutil
 
     import numpy as np
-
     from conftest import write_wav
+
     from kws.audio import read_recording
     from kws.data.clips import select_clips
     from kws.model.runtime import load_model
