@@ -65,9 +65,8 @@ class FrozenBottom:
         return output.reshape(len(clips), spec.num_windows, *output.shape[1:])
 
     def cached(self, clips: np.ndarray, desc: str) -> np.ndarray:
-        """:meth:`run` of every clip, from the cache where it has them (float16), else computed and stored."""
-        if clips.dtype != np.int16:
-            raise ValueError(f"the front end reads int16 clips, got {clips.dtype}")
+        """:meth:`run` of every int16 clip (the cache refuses any other dtype), from the cache where it has them
+        (float16), else computed and stored."""
         return cached_batches(clips, self._key, lambda batch: self.run(batch).astype(np.float16), desc,
                               "embedding_bottoms", BATCH)
 
@@ -116,7 +115,7 @@ def whole_model(spec: Any, steps: list[Step], tuned: Any, head: Any) -> Any:
     tuned_layers = {layer.name: layer for layer in tuned.layers if layer.weights and layer is not head}
     copied = 0
     for layer in model.layers:
-        if layer.name in tuned_layers and layer is not head:
+        if layer.name in tuned_layers:
             layer.set_weights(tuned_layers[layer.name].get_weights())
             copied += 1
     if copied != len(tuned_layers):
