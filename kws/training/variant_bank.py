@@ -17,10 +17,7 @@ per epoch: SpecAugment masks are applied to each drawn batch.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -30,7 +27,7 @@ from kws.audio import SAMPLE_RATE
 from kws.features import FeatureConfig, InputStandardization
 from kws.model.runtime import KeywordModel
 from kws.training.augment import AugmentConfig, augment_audio, mask_features
-from kws.training.content_cache import cache_root, cached_batches, to_int16
+from kws.training.content_cache import cached_batches, to_int16
 from kws.training.data import SILENCE_SOURCE, SplitData, clean_features
 from kws.training.distillation import pack_targets, teacher_probabilities
 from kws.training.non_keywords import NoiseBank
@@ -39,65 +36,25 @@ from kws.training.recipes import Recipe
 #: The cache's folder of features, and clips per cache file (as :func:`clean_features` batches them).
 FEATURES_FOLDER = "features"
 FEATURES_BATCH = 512
-#: The cache's folder of augmented copies of the training clips (int16, one file a copy).
-VARIANTS_FOLDER = "variants"
-
-log = logging.getLogger(__name__)
 
 
 def training_variants(
     augment: AugmentConfig, data: SplitData, noise: NoiseBank | None, seed: int, count: int
 ) -> Iterator[np.ndarray]:
-    """The clean training clips, then ``count`` augmented copies (float32 in [-1, 1], on the int16 grid),
-    one at a time (each is about 1 GB for the shared folders); copy ``index`` is drawn from
-    ``default_rng([seed, index])``.
+    """The clean training clips, then ``count`` augmented copies (float32 in [-1, 1]), one at a time
+    (each is about 1 GB for the shared folders); copy ``index`` is drawn from ``default_rng([seed, index])``.
 
     The silence clips are cut afresh from the training part of the noise recordings for
     each variant (the clean variant's too: they are placeholders until here), as every
     epoch of :func:`kws.training.data.augmented_epoch` cuts them.
-
-    Making an augmented copy is the slow part (about 40 ms a clip on one core), so each is kept on disk
-    as int16 (:func:`variant_key`): a second run with the same clips, settings, noise and seed reads it back.
     """
     silent = data.sources == SILENCE_SOURCE
-    clean_key = None
     for index in range(count + 1):
         rng = np.random.default_rng([seed, index])
         audio = data.audio.copy()
         if noise is not None and silent.any():
             audio[silent] = noise.silence(int(silent.sum()), rng)
-        if not index:
-            yield audio
-            continue
-        if clean_key is None:
-            clean_key = variant_key(augment, data, noise, seed)
-        path = cache_root() / VARIANTS_FOLDER / f"{clean_key}-{index}.npy"
-        if path.is_file():
-            log.info("augmented training variant %d from the cache (%s)", index, path)
-            clips = np.load(path)
-        else:
-            log.info("making augmented training variant %d of %d (%d clips)", index, count, len(audio))
-            clips = to_int16(augment_audio(audio, augment, SAMPLE_RATE, rng, noise))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial.npy")
-            np.save(partial, clips)
-            partial.replace(path)  # whole or not at all
-        yield clips.astype(np.float32) / 32768.0
-
-
-def variant_key(augment: AugmentConfig, data: SplitData, noise: NoiseBank | None, seed: int) -> str:
-    """What determines a run's augmented copies, hashed (SHA-256): the clips' int16 samples, which of them
-    are silence placeholders, the augmentation settings, the noise recordings and the seed.
-    Hashing the clips costs about a second for the shared folders; the copy it saves, minutes."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps(dataclasses.asdict(augment), sort_keys=True).encode())
-    digest.update(str(seed).encode())
-    digest.update(np.ascontiguousarray(to_int16(data.audio)).tobytes())
-    digest.update(np.ascontiguousarray(data.sources == SILENCE_SOURCE).tobytes())
-    for name, recording in zip(noise.names, noise.recordings) if noise is not None else ():
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(recording).tobytes())
-    return digest.hexdigest()
+        yield augment_audio(audio, augment, SAMPLE_RATE, rng, noise) if index else audio
 
 
 def cached_features(clips: np.ndarray, config: FeatureConfig, desc: str = "features") -> np.ndarray:

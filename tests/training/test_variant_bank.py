@@ -15,14 +15,13 @@ pytest.importorskip("tensorflow", reason="training needs TensorFlow (requirement
 
 from kws.data.clips import DEFAULT_LABELS, NON_KEYWORD_LABELS  # noqa: E402
 from kws.model.runtime import KeywordModel, load_model  # noqa: E402
-from kws.training import variant_bank  # noqa: E402
 from kws.training.content_cache import CACHE_VARIABLE, to_int16  # noqa: E402
 from kws.training.data import SILENCE_SOURCE, SplitData, clean_features, load_non_keywords, load_split  # noqa: E402
 from kws.training.distillation import Distillation, teacher_outputs  # noqa: E402
 from kws.training.non_keywords import NoiseBank, noise_dir_of  # noqa: E402
 from kws.training.pipeline import train_recipe  # noqa: E402
 from kws.training.recipes import RECIPES, missing_teachers, training_order  # noqa: E402
-from kws.training.variant_bank import VariantBank, cached_features, training_variants  # noqa: E402
+from kws.training.variant_bank import VariantBank, cached_features  # noqa: E402
 
 LABELS = (*DEFAULT_LABELS, *NON_KEYWORD_LABELS)
 #: little_field, one epoch, unpruned, two augmented variants, taught by the tiny teacher below.
@@ -70,35 +69,13 @@ def test_a_bank_trains_the_same_twice_and_the_second_run_computes_nothing(
 ) -> None:
     first = train_recipe("little_field", STUDENT, [small_dataset], teacher_dir, seed=7, other_dir=small_other)
     cached = cache_files(fresh_cache)
-    assert {Path(name).parts[0] for name in cached} == {"features", "teacher", "variants"}
+    assert {Path(name).parts[0] for name in cached} == {"features", "teacher"}
     again = train_recipe("again", STUDENT, [small_dataset], teacher_dir, seed=7, other_dir=small_other)
     assert cache_files(fresh_cache) == cached, "the second run computes nothing new"
     assert again["accuracy"] == first["accuracy"]
     assert first["training"]["variant_bank"] == {"clean": 1, "augmented": 2, "drawn": "one variant per clip per epoch",
                                                  "teacher": "hears every variant"}
     assert first["training"]["distillation"]["teacher_sha256"] == load_model(teacher_dir / "teacher").sha256
-
-
-def test_a_second_run_reads_its_augmented_copies_back_and_another_seed_makes_new_ones(
-    train_split: SplitData, small_other: Path, fresh_cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    noise = NoiseBank.load(noise_dir_of(small_other), "train")
-    first = [variant.copy() for variant in training_variants(STUDENT.augment, train_split, noise, 3, 2)]
-    stored = cache_files(fresh_cache)
-    assert len(stored) == 2, "one file for each augmented copy, none for the clean clips"
-
-    def no_augmenting(*args, **kwargs):
-        raise AssertionError("the second run augmented a clip")
-
-    monkeypatch.setattr(variant_bank, "augment_audio", no_augmenting)
-    again = list(training_variants(STUDENT.augment, train_split, noise, 3, 2))
-    assert cache_files(fresh_cache) == stored
-    for made, read in zip(first, again):
-        np.testing.assert_array_equal(made, read)
-    assert not np.array_equal(first[1], first[2]), "each copy is drawn afresh"
-    np.testing.assert_array_equal(to_int16(first[1]).astype(np.float32) / 32768.0, first[1])  # the int16 grid
-    with pytest.raises(AssertionError, match="augmented"):  # another seed: other copies, made afresh
-        list(training_variants(STUDENT.augment, train_split, noise, 4, 1))
 
 
 @pytest.fixture(params=["tiny", "big_embedding"])
