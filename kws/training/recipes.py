@@ -232,10 +232,11 @@ RECIPES["big_embedding"] = dataclasses.replace(
 
 # The Pi candidate for the field: little_robust taught by big_embedding, which also knows _silence_ and
 # _unknown_ and hears the augmented clip the student is shown. With 13 634 training clips the rooms and
-# microphones cost most of an epoch when made afresh every epoch: a bank of four augmented copies of every
-# clip (and the clean one) is made once a run, featurised and heard by the teacher once, and cached by
-# content: a second run makes the four copies again (their samples are the cache's keys) but featurises
-# nothing and asks the teacher nothing (docs/training-and-data.md, "A bank of variants").
+# microphones and the featurising cost about as much as an epoch when made afresh every epoch: a bank of four
+# augmented copies of every clip (and the clean one) is made once a run, featurised and heard by the teacher
+# once, and cached by content: a second run makes the copies again (about 40 s each, cheaper than keeping
+# 440 MB a copy on disk) but featurises nothing and asks the teacher nothing (3 minutes a copy)
+# (docs/training-and-data.md, "A bank of variants").
 RECIPES["little_field"] = dataclasses.replace(
     RECIPES["little_robust"],
     distillation=Distillation(teacher="big_embedding", weight=0.5, temperature=2.0),
